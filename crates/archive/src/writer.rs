@@ -1,0 +1,288 @@
+//! Writing archives: frames are appended to a segment buffer; full segments are compressed and
+//! sealed on worker threads and written in order by the caller's thread.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use ferry_proto::archive::{archive_element, ArchiveElement, Metadata};
+use prost::Message;
+
+use crate::chunk::{ChunkCipher, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::header::{Header, MAX_SEGMENT, MIN_SEGMENT};
+use crate::key::{ArchiveKey, Argon2Params};
+use crate::{Element, MAX_FRAME};
+
+/// How an archive is written.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Plaintext bytes per chunk (compressed and sealed independently). Default 1 MiB.
+    pub segment_size: u32,
+    /// zstd level. Default 3.
+    pub level: i32,
+    /// Compression threads; 0 compresses on the caller's thread. Default: the machine's cores.
+    pub threads: usize,
+    /// Argon2id parameters for passphrase keys (ignored for raw keys).
+    pub kdf: Argon2Params,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            segment_size: 1 << 20,
+            level: 3,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            kdf: Argon2Params::DEFAULT,
+        }
+    }
+}
+
+/// What a finished archive holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Bytes written, header included.
+    pub bytes_written: u64,
+    /// Frame bytes before compression, metadata included.
+    pub plaintext_bytes: u64,
+    /// Chunks written, the metadata chunk included.
+    pub chunks: u64,
+    /// Elements written after the metadata.
+    pub elements: u64,
+}
+
+struct Job {
+    index: u64,
+    last: bool,
+    data: Vec<u8>,
+    done: Sender<Result<Vec<u8>>>,
+}
+
+/// Writes one archive to `W`.
+///
+/// Dropping a writer without calling [`ArchiveWriter::finish`] stops its workers and leaves an
+/// archive with no final chunk, which every reader rejects as truncated; callers that write files should write to a
+/// temporary path and rename on success (the SDK does).
+pub struct ArchiveWriter<W: Write> {
+    out: W,
+    cipher: Arc<ChunkCipher>,
+    level: i32,
+    segment_size: usize,
+    segment: Vec<u8>,
+    next_index: u64,
+    in_flight: VecDeque<Receiver<Result<Vec<u8>>>>,
+    max_in_flight: usize,
+    pool: Pool,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    summary: Summary,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// Writes the header and the metadata chunk.
+    pub fn new(
+        mut out: W,
+        key: &ArchiveKey,
+        metadata: Metadata,
+        opts: &WriterOptions,
+    ) -> Result<Self> {
+        if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&opts.segment_size) {
+            return Err(Error::Malformed(format!(
+                "segment size must be between {MIN_SEGMENT} and {MAX_SEGMENT}"
+            )));
+        }
+        let (header, keys) = Header::seal(key, opts.segment_size, opts.kdf)?;
+        out.write_all(header.as_bytes())?;
+        let cipher = Arc::new(ChunkCipher::new(&keys));
+        drop(keys);
+
+        let (jobs, workers) = if opts.threads > 0 {
+            let (tx, rx) = bounded::<Job>(opts.threads * 2);
+            let workers = (0..opts.threads)
+                .map(|_| {
+                    let rx = rx.clone();
+                    let cipher = cipher.clone();
+                    let level = opts.level;
+                    std::thread::spawn(move || {
+                        let mut c = zstd::bulk::Compressor::new(level).ok();
+                        for job in rx {
+                            let r = match c.as_mut() {
+                                Some(c) => seal_segment(c, &cipher, job.index, job.last, &job.data),
+                                None => Err(Error::Malformed("zstd init failed".into())),
+                            };
+                            let _ = job.done.send(r);
+                        }
+                    })
+                })
+                .collect();
+            (Some(tx), workers)
+        } else {
+            (None, Vec::new())
+        };
+
+        let mut w = ArchiveWriter {
+            out,
+            cipher,
+            level: opts.level,
+            segment_size: opts.segment_size as usize,
+            segment: Vec::with_capacity(opts.segment_size as usize + 1024),
+            next_index: 0,
+            in_flight: VecDeque::new(),
+            max_in_flight: opts.threads * 2 + 1,
+            pool: Pool { jobs, workers },
+            compressor: None,
+            summary: Summary {
+                bytes_written: header.as_bytes().len() as u64,
+                ..Summary::default()
+            },
+        };
+        // Chunk 0 holds the metadata frame alone, so readers of metadata open one chunk.
+        let meta = ArchiveElement {
+            element: Some(archive_element::Element::Metadata(metadata)),
+        };
+        let mut frame = Vec::new();
+        encode_frame(&meta, &mut frame)?;
+        w.summary.plaintext_bytes += frame.len() as u64;
+        w.dispatch(frame, false)?;
+        Ok(w)
+    }
+
+    /// Appends one element.
+    pub fn write(&mut self, element: Element) -> Result<()> {
+        let element = ArchiveElement {
+            element: Some(match element {
+                Element::Conversation(c) => archive_element::Element::Conversation(c),
+                Element::Message(m) => archive_element::Element::Message(m),
+                Element::Consent(c) => archive_element::Element::Consent(c),
+                Element::Unknown => {
+                    return Err(Error::Malformed("cannot write an unknown element".into()))
+                }
+            }),
+        };
+        let before = self.segment.len();
+        encode_frame(&element, &mut self.segment)?;
+        self.summary.plaintext_bytes += (self.segment.len() - before) as u64;
+        self.summary.elements += 1;
+        // A full segment is sent only once bytes beyond it exist, so the final chunk is never
+        // empty-by-accident and always carries the last flag.
+        while self.segment.len() > self.segment_size {
+            let rest = self.segment.split_off(self.segment_size);
+            let full = std::mem::replace(&mut self.segment, rest);
+            self.segment
+                .reserve(self.segment_size + 1024 - self.segment.len().min(self.segment_size));
+            self.dispatch(full, false)?;
+        }
+        Ok(())
+    }
+
+    /// What has been written so far.
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    /// Seals the final chunk, flushes, and returns the output and a summary.
+    pub fn finish(mut self) -> Result<(W, Summary)> {
+        let last = std::mem::take(&mut self.segment);
+        self.dispatch(last, true)?;
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        self.out.flush()?;
+        Ok((self.out, self.summary))
+    }
+
+    fn dispatch(&mut self, data: Vec<u8>, last: bool) -> Result<()> {
+        let index = self.next_index;
+        self.next_index += 1;
+        match &self.pool.jobs {
+            Some(jobs) => {
+                let (tx, rx) = bounded(1);
+                jobs.send(Job {
+                    index,
+                    last,
+                    data,
+                    done: tx,
+                })
+                .map_err(|_| Error::Malformed("compression worker stopped".into()))?;
+                self.in_flight.push_back(rx);
+                while self.in_flight.len() >= self.max_in_flight {
+                    self.write_oldest()?;
+                }
+            }
+            None => {
+                if self.compressor.is_none() {
+                    self.compressor = Some(
+                        zstd::bulk::Compressor::new(self.level)
+                            .map_err(|e| Error::Malformed(format!("zstd: {e}")))?,
+                    );
+                }
+                let c = self.compressor.as_mut().expect("set above");
+                let sealed = seal_segment(c, &self.cipher, index, last, &data)?;
+                self.write_chunk(&sealed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> Result<()> {
+        let rx = self.in_flight.pop_front().expect("non-empty");
+        let sealed = rx
+            .recv()
+            .map_err(|_| Error::Malformed("compression worker stopped".into()))??;
+        self.write_chunk(&sealed)
+    }
+
+    fn write_chunk(&mut self, sealed: &[u8]) -> Result<()> {
+        self.out.write_all(&(sealed.len() as u32).to_le_bytes())?;
+        self.out.write_all(sealed)?;
+        self.summary.bytes_written += 4 + sealed.len() as u64;
+        self.summary.chunks += 1;
+        Ok(())
+    }
+}
+
+/// The compression workers; dropping it closes the job queue and joins them.
+struct Pool {
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn seal_segment(
+    c: &mut zstd::bulk::Compressor<'static>,
+    cipher: &ChunkCipher,
+    index: u64,
+    last: bool,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    let mut out = c
+        .compress(data)
+        .map_err(|e| Error::Malformed(format!("zstd: {e}")))?;
+    out.reserve_exact(TAG_LEN);
+    cipher.seal(index, last, &mut out)?;
+    Ok(out)
+}
+
+fn encode_frame(element: &ArchiveElement, buf: &mut Vec<u8>) -> Result<()> {
+    let len = element.encoded_len();
+    if len as u64 > MAX_FRAME {
+        return Err(Error::FrameTooLarge {
+            len: len as u64,
+            max: MAX_FRAME,
+        });
+    }
+    prost::encoding::encode_varint(len as u64, buf);
+    element.encode(buf).expect("Vec grows");
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! `ferry bench archive`: measures create, import, re-import and metadata on a seeded store.
+//!
+//! Each phase runs in a child process (`ferry bench phase ...`), so its peak RSS is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use clap::Subcommand;
+use ferry_sdk::backup::{self, Control, Origin};
+use ferry_sdk::store::Store;
+use ferry_sdk::ArchiveKey;
+use serde::{Deserialize, Serialize};
+
+use crate::output::anyhow_like::Result;
+use crate::output::print_json;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Archive create / import / re-import / metadata on a synthetic store.
+    Archive {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        /// Folder for the temporary stores and archive (default: the system temp folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One measured phase in this process (used by `bench archive`).
+    #[command(hide = true)]
+    Phase {
+        phase: String,
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct PhaseResult {
+    seconds: f64,
+    peak_rss_bytes: u64,
+    archive_bytes: u64,
+    plaintext_bytes: u64,
+    messages_imported: u64,
+    messages_skipped: u64,
+}
+
+#[derive(Serialize)]
+struct ArchiveBench {
+    messages: u64,
+    conversations: u64,
+    seed_seconds: f64,
+    create_seconds: f64,
+    import_seconds: f64,
+    reimport_seconds: f64,
+    metadata_seconds: f64,
+    archive_bytes: u64,
+    plaintext_bytes: u64,
+    archive_to_plaintext: f64,
+    create_peak_rss_bytes: u64,
+    import_peak_rss_bytes: u64,
+    reimport_peak_rss_bytes: u64,
+    create_messages_per_second: f64,
+    import_messages_per_second: f64,
+}
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+pub fn run(c: BenchCmd) -> Result<()> {
+    match c {
+        BenchCmd::Phase {
+            phase,
+            db,
+            archive,
+            key_file,
+        } => phase_run(&phase, &db, &archive, &key_file),
+        BenchCmd::Archive {
+            messages,
+            conversations,
+            dir,
+            json,
+        } => bench_archive(messages, conversations, dir, json),
+    }
+}
+
+fn phase_run(phase: &str, db: &Path, archive: &Path, key_file: &Path) -> Result<()> {
+    let key = ArchiveKey::from_key_file(&std::fs::read(key_file)?)?;
+    let mut r = PhaseResult::default();
+    match phase {
+        "create" => {
+            let store = Store::open(db)?;
+            let t = Instant::now();
+            let meta = backup::create_archive(
+                &store,
+                archive,
+                &key,
+                &Default::default(),
+                &Origin::default(),
+                &Control::new(),
+            )?;
+            r.seconds = t.elapsed().as_secs_f64();
+            r.archive_bytes = meta.file_bytes;
+            r.plaintext_bytes = meta.plaintext_bytes.unwrap_or(0);
+        }
+        "import" => {
+            let mut store = Store::open(db)?;
+            let t = Instant::now();
+            let rep = backup::import_archive(&mut store, archive, &key, &Control::new())?;
+            r.seconds = t.elapsed().as_secs_f64();
+            r.messages_imported = rep.messages_imported;
+            r.messages_skipped = rep.messages_skipped;
+        }
+        "metadata" => {
+            // The median of 21 runs.
+            let mut times = Vec::new();
+            for _ in 0..21 {
+                let t = Instant::now();
+                backup::archive_metadata(archive, &key)?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            r.seconds = times[times.len() / 2];
+        }
+        other => return Err(format!("unknown phase {other}").into()),
+    }
+    r.peak_rss_bytes = peak_rss();
+    print_json(&r)
+}
+
+fn child(phase: &str, db: &Path, archive: &Path, key_file: &Path) -> Result<PhaseResult> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["bench", "phase", phase, "--db"])
+        .arg(db)
+        .arg("--archive")
+        .arg(archive)
+        .arg("--key-file")
+        .arg(key_file)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "bench phase {phase} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn bench_archive(
+    messages: u64,
+    conversations: u64,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; build with --release for real figures");
+    }
+    let tmp = match dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let src = tmp.path().join("source.db");
+    let dst = tmp.path().join("target.db");
+    let archive = tmp.path().join("bench.ferry");
+    let key_file = tmp.path().join("bench.key");
+    std::fs::write(&key_file, ArchiveKey::generate().raw_bytes().expect("raw"))?;
+
+    let t = Instant::now();
+    {
+        let mut store = Store::open(&src)?;
+        ferry_sdk::dev::seed(
+            &mut store,
+            &ferry_sdk::dev::SeedOptions {
+                conversations,
+                messages,
+                consent: conversations,
+                seed: 7,
+                ..Default::default()
+            },
+        )?;
+    }
+    let seed_seconds = t.elapsed().as_secs_f64();
+    if !json {
+        eprintln!(
+            "seeded {messages} messages in {conversations} conversations in {seed_seconds:.2} s"
+        );
+    }
+    // Warm the OS cache for the source like an app that has been running.
+    let create = child("create", &src, &archive, &key_file)?;
+    let create = {
+        std::fs::remove_file(&archive)?;
+        let second = child("create", &src, &archive, &key_file)?;
+        if second.seconds < create.seconds {
+            second
+        } else {
+            create
+        }
+    };
+    let import = child("import", &dst, &archive, &key_file)?;
+    let reimport = child("import", &dst, &archive, &key_file)?;
+    let metadata = child("metadata", &dst, &archive, &key_file)?;
+    if import.messages_imported != messages || reimport.messages_skipped != messages {
+        return Err(format!(
+            "bench check failed: imported {} and skipped {} of {messages} messages",
+            import.messages_imported, reimport.messages_skipped
+        )
+        .into());
+    }
+    let b = ArchiveBench {
+        messages,
+        conversations,
+        seed_seconds,
+        create_seconds: create.seconds,
+        import_seconds: import.seconds,
+        reimport_seconds: reimport.seconds,
+        metadata_seconds: metadata.seconds,
+        archive_bytes: create.archive_bytes,
+        plaintext_bytes: create.plaintext_bytes,
+        archive_to_plaintext: create.archive_bytes as f64 / create.plaintext_bytes.max(1) as f64,
+        create_peak_rss_bytes: create.peak_rss_bytes,
+        import_peak_rss_bytes: import.peak_rss_bytes,
+        reimport_peak_rss_bytes: reimport.peak_rss_bytes,
+        create_messages_per_second: messages as f64 / create.seconds,
+        import_messages_per_second: messages as f64 / import.seconds,
+    };
+    if json {
+        print_json(&b)?;
+    } else {
+        let mb = |v: u64| v as f64 / 1e6;
+        println!(
+            "archive benchmark: {} messages, {} conversations",
+            b.messages, b.conversations
+        );
+        println!(
+            "  create      {:>8.3} s  ({:.0} messages/s)",
+            b.create_seconds, b.create_messages_per_second
+        );
+        println!(
+            "  import      {:>8.3} s  ({:.0} messages/s)",
+            b.import_seconds, b.import_messages_per_second
+        );
+        println!(
+            "  re-import   {:>8.3} s  (all duplicates)",
+            b.reimport_seconds
+        );
+        println!(
+            "  metadata    {:>8.3} ms (median of 21)",
+            b.metadata_seconds * 1e3
+        );
+        println!(
+            "  size        {:>8.1} MB archive / {:.1} MB plaintext = {:.1} %",
+            mb(b.archive_bytes),
+            mb(b.plaintext_bytes),
+            100.0 * b.archive_to_plaintext
+        );
+        println!(
+            "  peak RSS    {:>8.1} MB create, {:.1} MB import, {:.1} MB re-import",
+            mb(b.create_peak_rss_bytes),
+            mb(b.import_peak_rss_bytes),
+            mb(b.reimport_peak_rss_bytes)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,567 @@
+//! The commands over the local store and archives.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Origin};
+use ferry_sdk::store::{
+    ConsentRecord, Conversation, ConversationFilter, Message, MessageFilter, Store,
+};
+use ferry_sdk::ArchiveKey;
+use serde::Serialize;
+
+use crate::output::anyhow_like::Result;
+use crate::output::{print_json, progress};
+
+#[derive(Args)]
+pub struct KeyArgs {
+    /// File with the 32-byte key (32 raw bytes or 64 hex digits).
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub key_file: Option<PathBuf>,
+    /// File whose first line is the passphrase (Argon2id-stretched).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    pub fn key(&self) -> Result<ArchiveKey> {
+        if let Some(p) = &self.key_file {
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(p)
+                    .map_err(|e| format!("cannot read key file {}: {e}", p.display()))?,
+            );
+            return Ok(ArchiveKey::from_key_file(&bytes)
+                .map_err(|e| format!("key file {}: {e}", p.display()))?);
+        }
+        if let Some(p) = &self.passphrase_file {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read passphrase file {}: {e}", p.display()))?,
+            );
+            let line = text.lines().next().unwrap_or("");
+            if line.is_empty() {
+                return Err(format!("passphrase file {} is empty", p.display()).into());
+            }
+            return Ok(ArchiveKey::passphrase(line));
+        }
+        Err("give --key-file or --passphrase-file".into())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ArchiveCmd {
+    /// Write an encrypted archive of this installation's conversations, messages and consent.
+    Create {
+        out: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Only messages sent at or after this time (ns since the epoch, inclusive).
+        #[arg(long)]
+        start_ns: Option<i64>,
+        /// Only messages sent before this time (ns since the epoch, exclusive).
+        #[arg(long)]
+        end_ns: Option<i64>,
+        /// What to include: messages, consent, or both (comma-separated). Default both.
+        #[arg(long, value_delimiter = ',')]
+        elements: Option<Vec<String>>,
+        /// A name for the archive, kept in its metadata.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an archive's metadata (reads only its header and first chunk).
+    Inspect {
+        input: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a whole archive without importing it, and say whether it is intact.
+    Verify {
+        input: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import an archive (Ferry's or libxmtp's) into this installation: additive, all or nothing.
+    Import {
+        input: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConversationsCmd {
+    /// List conversations, newest activity first.
+    List {
+        /// Only active (true) or only inactive (false) ones.
+        #[arg(long)]
+        active: Option<bool>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MessagesCmd {
+    /// List messages in sending order.
+    List {
+        /// Conversation id (hex).
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConsentCmd {
+    /// List consent records.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DevCmd {
+    /// Fill the store with synthetic data (no network).
+    Seed {
+        #[arg(long, default_value_t = 10)]
+        conversations: u64,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        #[arg(long, default_value_t = 10)]
+        consent: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn home_dir(home: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match home {
+        Some(h) => h,
+        None => {
+            let base = std::env::var_os("HOME").ok_or("set --home or FERRY_HOME")?;
+            PathBuf::from(base).join(".ferry")
+        }
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create home folder {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    Ok(dir)
+}
+
+pub fn open_store(home: Option<PathBuf>) -> Result<Store> {
+    let dir = home_dir(home)?;
+    Ok(Store::open(dir.join("ferry.db"))?)
+}
+
+/// Who this installation is, as far as the store knows (set up by `ferry init` later; a
+/// seeded store records a synthetic inbox).
+pub fn origin(store: &Store) -> Result<Origin> {
+    Ok(Origin {
+        inbox_id: store
+            .setting("inbox_id")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default(),
+        installation_id: store.setting("installation_id")?.unwrap_or_default(),
+    })
+}
+
+pub fn keygen(out: &Path, hex_out: bool) -> Result<()> {
+    use std::io::Write;
+    let key = ArchiveKey::generate();
+    let raw = key.raw_bytes().expect("generated keys are raw");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(out)
+        .map_err(|e| format!("cannot create key file {}: {e}", out.display()))?;
+    if hex_out {
+        let mut s = zeroize::Zeroizing::new(hex::encode(raw));
+        s.push('\n');
+        f.write_all(s.as_bytes())?;
+    } else {
+        f.write_all(raw)?;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
+fn install_ctrlc(ctl: &backup::Control) {
+    let flag = ctl.cancel_flag();
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed));
+}
+
+pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
+    match c {
+        ArchiveCmd::Create {
+            out,
+            key,
+            start_ns,
+            end_ns,
+            elements,
+            label,
+            json,
+        } => {
+            let key = key.key()?;
+            let mut opts = ArchiveOptions {
+                start_ns,
+                end_ns,
+                label,
+                ..ArchiveOptions::default()
+            };
+            if let Some(list) = elements {
+                opts.elements = list
+                    .iter()
+                    .map(|s| {
+                        ArchiveElement::parse(s)
+                            .ok_or_else(|| format!("unknown element {s:?} (use messages, consent)"))
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+            }
+            let store = open_store(home)?;
+            let (ctl, bar) = progress(json, "creating");
+            install_ctrlc(&ctl);
+            let meta = backup::create_archive(&store, &out, &key, &opts, &origin(&store)?, &ctl);
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let meta = meta?;
+            if json {
+                print_json(&meta)?;
+            } else {
+                println!(
+                    "wrote {} ({} bytes): {} conversations, {} messages, {} consent records",
+                    out.display(),
+                    meta.file_bytes,
+                    meta.conversation_count.unwrap_or(0),
+                    meta.message_count.unwrap_or(0),
+                    meta.consent_count.unwrap_or(0)
+                );
+            }
+        }
+        ArchiveCmd::Inspect { input, key, json } => {
+            let meta = backup::archive_metadata(&input, &key.key()?)?;
+            if json {
+                print_json(&meta)?;
+            } else {
+                print_metadata(&meta);
+            }
+        }
+        ArchiveCmd::Verify { input, key, json } => {
+            let key = key.key()?;
+            let report = backup::verify_archive(&input, &key)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print_metadata(&report.metadata);
+                println!(
+                    "intact:        {} ({} conversations, {} messages, {} consent records read)",
+                    if report.intact {
+                        "yes"
+                    } else {
+                        "NO: counts differ from the metadata"
+                    },
+                    report.conversations,
+                    report.messages,
+                    report.consent
+                );
+            }
+            if !report.intact {
+                return Err(
+                    "archive is not intact: element counts differ from its metadata".into(),
+                );
+            }
+        }
+        ArchiveCmd::Import { input, key, json } => {
+            let key = key.key()?;
+            let mut store = open_store(home)?;
+            let (ctl, bar) = progress(json, "importing");
+            install_ctrlc(&ctl);
+            let report = backup::import_archive(&mut store, &input, &key, &ctl);
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let report = report?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "imported {} messages ({} already here), {} new conversations ({} already here), {} consent records applied ({} older skipped)",
+                    report.messages_imported,
+                    report.messages_skipped,
+                    report.conversations_added,
+                    report.conversations_merged,
+                    report.consent_applied,
+                    report.consent_skipped
+                );
+                if report.unknown_skipped > 0 {
+                    println!(
+                        "skipped {} elements of unknown kinds",
+                        report.unknown_skipped
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_metadata(m: &backup::ArchiveMetadata) {
+    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    println!("format:        {:?} {}", m.format, m.format_version);
+    println!("key kind:      {}", m.key_kind);
+    println!("created at ns: {}", m.created_at_ns);
+    println!("range (ns):    [{}, {})", opt(m.start_ns), opt(m.end_ns));
+    println!(
+        "elements:      {}",
+        m.elements
+            .iter()
+            .map(|e| format!("{e:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if !m.label.is_empty() {
+        println!("label:         {}", m.label);
+    }
+    if !m.inbox_id.is_empty() {
+        println!("made by inbox: {}", m.inbox_id);
+    }
+    if let (Some(c), Some(n), Some(k)) = (m.conversation_count, m.message_count, m.consent_count) {
+        println!("holds:         {c} conversations, {n} messages, {k} consent records");
+    }
+    println!("file bytes:    {}", m.file_bytes);
+}
+
+#[derive(Serialize)]
+pub struct ConversationJson {
+    pub id: String,
+    pub kind: &'static str,
+    pub active: bool,
+    pub restored: bool,
+    pub membership: &'static str,
+    pub name: String,
+    pub description: String,
+    pub image_url: String,
+    pub creator_inbox_id: String,
+    pub dm_peer_inbox_id: Option<String>,
+    pub created_at_ns: i64,
+    pub last_message_ns: Option<i64>,
+}
+
+impl From<&Conversation> for ConversationJson {
+    fn from(c: &Conversation) -> Self {
+        ConversationJson {
+            id: hex::encode(&c.id),
+            kind: c.kind.as_str(),
+            active: c.is_active(),
+            restored: c.membership == ferry_sdk::store::Membership::Restored,
+            membership: c.membership.as_str(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            image_url: c.image_url.clone(),
+            creator_inbox_id: c.creator_inbox_id.clone(),
+            dm_peer_inbox_id: c.dm_peer_inbox_id.clone(),
+            created_at_ns: c.created_at_ns,
+            last_message_ns: c.last_message_ns,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MessageJson {
+    pub id: String,
+    pub conversation_id: String,
+    pub sender_inbox_id: String,
+    pub sender_installation_id: String,
+    pub sent_at_ns: i64,
+    pub kind: &'static str,
+    pub content_type: String,
+    pub text: Option<String>,
+    pub reference_id: Option<String>,
+    pub delivery_status: &'static str,
+}
+
+impl From<&Message> for MessageJson {
+    fn from(m: &Message) -> Self {
+        let ct = &m.content_type;
+        MessageJson {
+            id: hex::encode(&m.id),
+            conversation_id: hex::encode(&m.conversation_id),
+            sender_inbox_id: m.sender_inbox_id.clone(),
+            sender_installation_id: hex::encode(&m.sender_installation_id),
+            sent_at_ns: m.sent_at_ns,
+            kind: m.kind.as_str(),
+            content_type: format!("{}/{}:{}.{}", ct.authority, ct.type_id, ct.major, ct.minor),
+            text: m.text(),
+            reference_id: m.reference_id.as_ref().map(hex::encode),
+            delivery_status: m.delivery_status.as_str(),
+        }
+    }
+}
+
+pub fn conversations(home: Option<PathBuf>, c: ConversationsCmd) -> Result<()> {
+    let ConversationsCmd::List { active, json } = c;
+    let store = open_store(home)?;
+    let list = store.conversations(&ConversationFilter {
+        active,
+        ..Default::default()
+    })?;
+    if json {
+        print_json(&list.iter().map(ConversationJson::from).collect::<Vec<_>>())?;
+    } else {
+        for c in &list {
+            println!(
+                "{} {:5} {:8} {}",
+                hex::encode(&c.id),
+                c.kind.as_str(),
+                c.membership.as_str(),
+                if c.name.is_empty() {
+                    c.dm_peer_inbox_id.as_deref().unwrap_or("")
+                } else {
+                    &c.name
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
+    let MessagesCmd::List {
+        conversation,
+        limit,
+        json,
+    } = c;
+    let store = open_store(home)?;
+    let conversation_id = match conversation {
+        Some(h) => Some(hex::decode(h.trim()).map_err(|_| "conversation id must be hex")?),
+        None => None,
+    };
+    if let Some(id) = &conversation_id {
+        if store.conversation(id)?.is_none() {
+            return Err(format!("conversation {} not found", hex::encode(id)).into());
+        }
+    }
+    let list = store.messages(&MessageFilter {
+        conversation_id,
+        limit,
+        ..Default::default()
+    })?;
+    if json {
+        print_json(&list.iter().map(MessageJson::from).collect::<Vec<_>>())?;
+    } else {
+        for m in &list {
+            println!(
+                "{} {} {}: {}",
+                m.sent_at_ns,
+                &hex::encode(&m.conversation_id)[..8],
+                &m.sender_inbox_id[..m.sender_inbox_id.len().min(8)],
+                m.text().unwrap_or_else(|| "(unsupported content)".into())
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ConsentJson {
+    entity_type: &'static str,
+    entity: String,
+    state: &'static str,
+    updated_at_ns: i64,
+}
+
+impl From<&ConsentRecord> for ConsentJson {
+    fn from(c: &ConsentRecord) -> Self {
+        ConsentJson {
+            entity_type: c.entity_type.as_str(),
+            entity: c.entity.clone(),
+            state: c.state.as_str(),
+            updated_at_ns: c.updated_at_ns,
+        }
+    }
+}
+
+pub fn consent(home: Option<PathBuf>, c: ConsentCmd) -> Result<()> {
+    let ConsentCmd::List { json } = c;
+    let store = open_store(home)?;
+    let list = store.consent_list()?;
+    if json {
+        print_json(&list.iter().map(ConsentJson::from).collect::<Vec<_>>())?;
+    } else {
+        for c in &list {
+            println!(
+                "{:12} {:8} {}",
+                c.entity_type.as_str(),
+                c.state.as_str(),
+                c.entity
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn dev(home: Option<PathBuf>, c: DevCmd) -> Result<()> {
+    let DevCmd::Seed {
+        conversations,
+        messages,
+        consent,
+        seed,
+        json,
+    } = c;
+    let mut store = open_store(home)?;
+    let inbox = match store.setting("inbox_id")? {
+        Some(v) => String::from_utf8_lossy(&v).into_owned(),
+        None => {
+            let mut b = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+            let inbox = hex::encode(b);
+            store.set_setting("inbox_id", inbox.as_bytes())?;
+            inbox
+        }
+    };
+    let report = ferry_sdk::dev::seed(
+        &mut store,
+        &ferry_sdk::dev::SeedOptions {
+            conversations,
+            messages,
+            consent,
+            seed,
+            self_inbox_id: inbox,
+            ..Default::default()
+        },
+    )?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "seeded {} conversations, {} messages, {} consent records",
+            report.conversations, report.messages, report.consent
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Protobuf types shared by Ferry's crates.
+//!
+//! The `.proto` sources live in `proto/` beside this crate and are compiled at build time by
+//! `protox` and `prost-build`; no `protoc` binary is involved.
+
+/// Elements of a Ferry archive (`ferry.archive.v1`). See `docs/archive-format.md`.
+pub mod archive {
+    include!(concat!(env!("OUT_DIR"), "/ferry.archive.v1.rs"));
+}
+
+pub use prost;
+pub use prost::Message;

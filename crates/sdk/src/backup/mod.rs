@@ -1,0 +1,604 @@
+//! Archive-based backups: `create_archive`, `archive_metadata`, `import_archive`.
+//!
+//! * An archive holds conversations and their messages (element `messages`) and consent records
+//!   (element `consent`); never MLS state or any installation secret.
+//! * The time range selects messages by `sent_at_ns` in `[start_ns, end_ns)`: start inclusive,
+//!   end exclusive, so consecutive ranges never overlap. A conversation is included when any of
+//!   its messages are, or when it was created in the range. Consent is never time-filtered.
+//! * Creation writes a temporary file in the target folder, fsyncs it and renames it over the
+//!   path: the path holds a whole archive or nothing, also on error or cancel.
+//! * Import is one transaction: all or nothing. It is additive: nothing local is deleted or
+//!   overwritten; messages already present (same id) are skipped; consent keeps the newer
+//!   record; an existing conversation keeps its state. New conversations arrive as
+//!   [`Membership::Restored`](ferry_store::Membership::Restored): visible, read-only.
+
+mod convert;
+mod xmtp;
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ferry_archive::{ArchiveKey, ArchiveReader, ArchiveWriter, Element, WriterOptions};
+use ferry_proto::archive as pb;
+use ferry_store::{ConversationOutcome, Store};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// What an archive carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveElement {
+    /// Conversations and their messages.
+    Messages,
+    /// Consent records.
+    Consent,
+}
+
+impl ArchiveElement {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "messages" => Some(ArchiveElement::Messages),
+            "consent" => Some(ArchiveElement::Consent),
+            _ => None,
+        }
+    }
+}
+
+/// Options of [`create_archive`]. The default is everything, all time.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// Messages sent at or after this time (inclusive).
+    pub start_ns: Option<i64>,
+    /// Messages sent before this time (exclusive).
+    pub end_ns: Option<i64>,
+    pub elements: Vec<ArchiveElement>,
+    /// A person's name for the archive, kept in its metadata.
+    pub label: String,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            start_ns: None,
+            end_ns: None,
+            elements: vec![ArchiveElement::Messages, ArchiveElement::Consent],
+            label: String::new(),
+        }
+    }
+}
+
+/// Who made an archive, recorded in its metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub inbox_id: String,
+    pub installation_id: Vec<u8>,
+}
+
+/// The archive's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveFormat {
+    Ferry,
+    /// An archive written by libxmtp (read for migration only).
+    Xmtp,
+}
+
+/// What [`archive_metadata`] reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveMetadata {
+    pub format: ArchiveFormat,
+    /// "1.0" for Ferry archives, "0" for libxmtp ones.
+    pub format_version: String,
+    /// "key" or "passphrase": what the archive needs to be opened.
+    pub key_kind: &'static str,
+    pub created_at_ns: i64,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    pub elements: Vec<ArchiveElement>,
+    pub inbox_id: String,
+    /// Hex.
+    pub installation_id: String,
+    /// Element counts, when the format records them (Ferry archives do).
+    pub conversation_count: Option<u64>,
+    pub message_count: Option<u64>,
+    pub consent_count: Option<u64>,
+    pub label: String,
+    pub producer: String,
+    /// Size of the archive file.
+    pub file_bytes: u64,
+    /// Element bytes before compression (known when the archive was just created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext_bytes: Option<u64>,
+}
+
+/// What [`import_archive`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Conversations new here, added as restored.
+    pub conversations_added: u64,
+    /// Conversations already here, kept as they were.
+    pub conversations_merged: u64,
+    pub messages_imported: u64,
+    /// Messages already here (same id).
+    pub messages_skipped: u64,
+    pub consent_applied: u64,
+    /// Consent records older than (or as old as) the stored ones.
+    pub consent_skipped: u64,
+    /// Elements of kinds this version does not know, or that Ferry does not import (libxmtp
+    /// sync groups and their messages).
+    pub unknown_skipped: u64,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    /// Known for imports (the file size); for creation, 0.
+    pub bytes_total: u64,
+    pub elements_done: u64,
+    /// Known for creation (from the counts); for imports, from the metadata when it has them.
+    pub elements_total: u64,
+}
+
+/// Progress reporting and cancellation for [`create_archive`] and [`import_archive`].
+#[derive(Clone, Default)]
+pub struct Control {
+    cancel: Arc<AtomicBool>,
+    #[allow(clippy::type_complexity)]
+    progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+}
+
+impl Control {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls `f` as work proceeds (every few thousand elements, and at the end).
+    pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Asks the operation to stop; it returns [`Error::Cancelled`] having written nothing.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// A handle that cancels this operation from another thread.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn report(&self, p: Progress) {
+        if let Some(f) = &self.progress {
+            f(p);
+        }
+    }
+}
+
+const REPORT_EVERY: u64 = 8192;
+
+/// Writes an archive of `store` to `path`. See the module docs for what is included.
+pub fn create_archive(
+    store: &Store,
+    path: &Path,
+    key: &ArchiveKey,
+    opts: &ArchiveOptions,
+    origin: &Origin,
+    ctl: &Control,
+) -> Result<ArchiveMetadata> {
+    create_archive_with(
+        store,
+        path,
+        key,
+        opts,
+        origin,
+        ctl,
+        &WriterOptions::default(),
+    )
+}
+
+/// [`create_archive`] with explicit writer options (chunk size, compression level, threads).
+pub fn create_archive_with(
+    store: &Store,
+    path: &Path,
+    key: &ArchiveKey,
+    opts: &ArchiveOptions,
+    origin: &Origin,
+    ctl: &Control,
+    wopts: &WriterOptions,
+) -> Result<ArchiveMetadata> {
+    let mut elements = opts.elements.clone();
+    elements.sort();
+    elements.dedup();
+    if elements.is_empty() {
+        return Err(Error::NoElements);
+    }
+    if let (Some(s), Some(e)) = (opts.start_ns, opts.end_ns) {
+        if s > e {
+            return Err(Error::InvalidArchive(format!(
+                "start_ns {s} is after end_ns {e}"
+            )));
+        }
+    }
+    let parent = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(Error::ParentMissing(path.to_path_buf())),
+    };
+    if !parent.is_dir() {
+        return Err(Error::ParentMissing(parent.to_path_buf()));
+    }
+    // The temporary file is removed on every early return (error or cancel).
+    let tmp = tempfile::Builder::new()
+        .prefix(".ferry-archive-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+
+    let with_messages = elements.contains(&ArchiveElement::Messages);
+    let with_consent = elements.contains(&ArchiveElement::Consent);
+    let snap = store.snapshot()?;
+    let conversations = if with_messages {
+        snap.conversations(opts.start_ns, opts.end_ns)?
+    } else {
+        Vec::new()
+    };
+    let message_count = if with_messages {
+        snap.count_messages(&conversations, opts.start_ns, opts.end_ns)?
+    } else {
+        0
+    };
+    let consent = if with_consent {
+        snap.consent()?
+    } else {
+        Vec::new()
+    };
+    let metadata = pb::Metadata {
+        created_at_ns: crate::now_ns(),
+        start_ns: opts.start_ns,
+        end_ns: opts.end_ns,
+        elements: elements
+            .iter()
+            .map(|e| convert::element_to_pb(*e) as i32)
+            .collect(),
+        inbox_id: origin.inbox_id.clone(),
+        installation_id: origin.installation_id.clone(),
+        conversation_count: conversations.len() as u64,
+        message_count,
+        consent_count: consent.len() as u64,
+        label: opts.label.clone(),
+        producer: concat!("ferry ", env!("CARGO_PKG_VERSION")).to_string(),
+    };
+    let total = metadata.conversation_count + message_count + metadata.consent_count;
+    let out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let mut w = ArchiveWriter::new(out, key, metadata.clone(), wopts)?;
+    let mut done = 0u64;
+    let mut step = |w: &mut ArchiveWriter<_>, e: Element| -> Result<()> {
+        w.write(e)?;
+        done += 1;
+        if done % REPORT_EVERY == 0 {
+            ctl.check()?;
+            ctl.report(Progress {
+                bytes_done: w.summary().bytes_written,
+                bytes_total: 0,
+                elements_done: done,
+                elements_total: total,
+            });
+        }
+        Ok(())
+    };
+    for c in &conversations {
+        step(
+            &mut w,
+            Element::Conversation(convert::conversation_to_pb(c)),
+        )?;
+    }
+    if with_messages {
+        snap.for_each_message(&conversations, opts.start_ns, opts.end_ns, |m| {
+            step(&mut w, Element::Message(convert::message_to_pb(m)))
+        })?;
+    }
+    for c in &consent {
+        step(&mut w, Element::Consent(convert::consent_to_pb(c)))?;
+    }
+    ctl.check()?;
+    let (out, summary) = w.finish()?;
+    drop(out);
+    drop(snap);
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_dir(parent);
+    ctl.report(Progress {
+        bytes_done: summary.bytes_written,
+        bytes_total: summary.bytes_written,
+        elements_done: total,
+        elements_total: total,
+    });
+    let mut meta = ferry_metadata(&metadata, key, summary.bytes_written);
+    meta.plaintext_bytes = Some(summary.plaintext_bytes);
+    Ok(meta)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) {
+    // Makes the rename durable; failure here does not undo a complete archive.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) {}
+
+fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> ArchiveMetadata {
+    let mut elements: Vec<ArchiveElement> = m
+        .elements
+        .iter()
+        .filter_map(|e| convert::element_from_pb(*e))
+        .collect();
+    elements.sort();
+    elements.dedup();
+    ArchiveMetadata {
+        format: ArchiveFormat::Ferry,
+        format_version: format!(
+            "{}.{}",
+            ferry_archive::FORMAT_MAJOR,
+            ferry_archive::FORMAT_MINOR
+        ),
+        key_kind: match key {
+            ArchiveKey::Raw(_) => "key",
+            ArchiveKey::Passphrase(_) => "passphrase",
+        },
+        created_at_ns: m.created_at_ns,
+        start_ns: m.start_ns,
+        end_ns: m.end_ns,
+        elements,
+        inbox_id: m.inbox_id.clone(),
+        installation_id: hex::encode(&m.installation_id),
+        conversation_count: Some(m.conversation_count),
+        message_count: Some(m.message_count),
+        consent_count: Some(m.consent_count),
+        label: m.label.clone(),
+        producer: m.producer.clone(),
+        file_bytes,
+        plaintext_bytes: None,
+    }
+}
+
+/// Which format a file is in, from its first bytes.
+fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut head = [0u8; 18];
+    let n = ferry_read_full(&mut f, &mut head).map_err(|e| Error::io(path, e))?;
+    f.rewind().map_err(|e| Error::io(path, e))?;
+    let format = if xmtp::looks_like_xmtp(&head[..n]) {
+        ArchiveFormat::Xmtp
+    } else {
+        ArchiveFormat::Ferry
+    };
+    Ok((f, format, len))
+}
+
+fn ferry_read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Reads an archive's metadata: the header and the first chunk only, so the time does not grow
+/// with the archive. Recognises libxmtp archives by their first bytes.
+pub fn archive_metadata(path: &Path, key: &ArchiveKey) -> Result<ArchiveMetadata> {
+    let (f, format, len) = sniff(path)?;
+    match format {
+        ArchiveFormat::Xmtp => xmtp::metadata(f, key, len),
+        ArchiveFormat::Ferry => {
+            let r = ArchiveReader::open(BufReader::new(f), key)?;
+            Ok(ferry_metadata(r.metadata(), key, len))
+        }
+    }
+}
+
+/// What [`verify_archive`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub metadata: ArchiveMetadata,
+    pub intact: bool,
+    pub conversations: u64,
+    pub messages: u64,
+    pub consent: u64,
+    pub unknown: u64,
+}
+
+/// Reads a whole archive without importing it: every chunk is authenticated and every element
+/// decoded. An archive that fails is reported with the error.
+pub fn verify_archive(path: &Path, key: &ArchiveKey) -> Result<VerifyReport> {
+    let (f, format, len) = sniff(path)?;
+    if format == ArchiveFormat::Xmtp {
+        return xmtp::verify(f, key, len);
+    }
+    let mut r = ArchiveReader::open(BufReader::new(f), key)?;
+    let metadata = ferry_metadata(r.metadata(), key, len);
+    let [conversations, messages, consent, unknown] = r.verify_rest()?;
+    let counts_match = metadata.conversation_count == Some(conversations)
+        && metadata.message_count == Some(messages)
+        && metadata.consent_count == Some(consent);
+    Ok(VerifyReport {
+        metadata,
+        intact: counts_match,
+        conversations,
+        messages,
+        consent,
+        unknown,
+    })
+}
+
+/// Imports an archive into `store`: one transaction, additive, duplicates skipped. Ferry and
+/// libxmtp archives are both recognised.
+pub fn import_archive(
+    store: &mut Store,
+    path: &Path,
+    key: &ArchiveKey,
+    ctl: &Control,
+) -> Result<ImportReport> {
+    let (f, format, len) = sniff(path)?;
+    match format {
+        ArchiveFormat::Xmtp => xmtp::import(store, f, key, len, ctl),
+        ArchiveFormat::Ferry => import_ferry(store, f, key, len, ctl),
+    }
+}
+
+/// One decoded, converted batch from the reading thread.
+pub(crate) enum Item {
+    Conversation(ferry_store::Conversation),
+    Message(ferry_store::Message),
+    Consent(ferry_store::ConsentRecord),
+    Skipped,
+}
+
+const BATCH: usize = 2048;
+
+fn import_ferry(
+    store: &mut Store,
+    f: File,
+    key: &ArchiveKey,
+    len: u64,
+    ctl: &Control,
+) -> Result<ImportReport> {
+    // Opening (header, key check, metadata) happens before any write.
+    let mut reader = ArchiveReader::open(BufReader::with_capacity(1 << 20, f), key)?;
+    let m = reader.metadata();
+    let total = m.conversation_count + m.message_count + m.consent_count;
+    let produce = move |tx: &crossbeam_channel::Sender<(Vec<Item>, u64)>| -> Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(e) = reader.next_element()? {
+            batch.push(match e {
+                Element::Conversation(c) => Item::Conversation(convert::conversation_from_pb(c)?),
+                Element::Message(m) => Item::Message(convert::message_from_pb(m)?),
+                Element::Consent(c) => Item::Consent(convert::consent_from_pb(c)?),
+                Element::Unknown => Item::Skipped,
+            });
+            if batch.len() == BATCH {
+                let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if tx.send((b, reader.bytes_read())).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let _ = tx.send((batch, reader.bytes_read()));
+        Ok(())
+    };
+    apply_items(store, len, total, ctl, produce)
+}
+
+/// Runs `produce` on a second thread (decrypting, decompressing, decoding) while this thread
+/// writes into one transaction, which commits only when everything was read and verified.
+pub(crate) fn apply_items<P>(
+    store: &mut Store,
+    bytes_total: u64,
+    elements_total: u64,
+    ctl: &Control,
+    produce: P,
+) -> Result<ImportReport>
+where
+    P: FnOnce(&crossbeam_channel::Sender<(Vec<Item>, u64)>) -> Result<()> + Send,
+{
+    let (tx, rx) = crossbeam_channel::bounded::<(Vec<Item>, u64)>(8);
+    let mut merge = store.merge()?;
+    let report = std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(&tx));
+        let applied = consume(&mut merge, &rx, bytes_total, elements_total, ctl);
+        // Stop the producer if we failed early, then learn whether it failed.
+        drop(rx);
+        let produced = producer.join().expect("archive reader thread panicked");
+        let report = applied?;
+        produced?;
+        Ok::<_, Error>(report)
+    })?;
+    // Dropping `merge` on any error above rolled everything back.
+    merge.commit()?;
+    ctl.report(Progress {
+        bytes_done: bytes_total,
+        bytes_total,
+        elements_done: elements_total,
+        elements_total,
+    });
+    Ok(report)
+}
+
+fn consume(
+    merge: &mut ferry_store::Merge<'_>,
+    rx: &crossbeam_channel::Receiver<(Vec<Item>, u64)>,
+    bytes_total: u64,
+    elements_total: u64,
+    ctl: &Control,
+) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
+    let mut done = 0u64;
+    let mut last_report = 0u64;
+    for (batch, bytes) in rx.iter() {
+        ctl.check()?;
+        for item in batch {
+            done += 1;
+            match item {
+                Item::Conversation(c) => match merge.conversation(&c)? {
+                    ConversationOutcome::Added => report.conversations_added += 1,
+                    ConversationOutcome::Existing => report.conversations_merged += 1,
+                },
+                Item::Message(m) => {
+                    if !merge.has_conversation(&m.conversation_id) {
+                        return Err(Error::InvalidArchive(format!(
+                            "message {} refers to conversation {} that the archive does not hold",
+                            hex::encode(&m.id),
+                            hex::encode(&m.conversation_id)
+                        )));
+                    }
+                    if merge.message(&m)? {
+                        report.messages_imported += 1;
+                    } else {
+                        report.messages_skipped += 1;
+                    }
+                }
+                Item::Consent(c) => {
+                    if merge.consent(&c)? {
+                        report.consent_applied += 1;
+                    } else {
+                        report.consent_skipped += 1;
+                    }
+                }
+                Item::Skipped => report.unknown_skipped += 1,
+            }
+        }
+        if done - last_report >= REPORT_EVERY {
+            last_report = done;
+            ctl.report(Progress {
+                bytes_done: bytes,
+                bytes_total,
+                elements_done: done,
+                elements_total,
+            });
+        }
+    }
+    ctl.check()?;
+    Ok(report)
+}

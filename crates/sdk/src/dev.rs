@@ -1,0 +1,402 @@
+//! Synthetic but realistic data, without a network: for benchmarks, tests and demos.
+//!
+//! Conversations are groups and DMs among a pool of inboxes; messages are text of varying
+//! length (most short, some long), from several senders, with timestamps spread over a year
+//! and increasing per conversation; a few are replies. Everything derives from `seed`, so the
+//! same options give the same store.
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::Serialize;
+
+use ferry_store::{
+    ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationKind,
+    DeliveryStatus, Membership, Message, MessageKind, Store,
+};
+
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub conversations: u64,
+    pub messages: u64,
+    pub consent: u64,
+    pub seed: u64,
+    /// The newest message time; messages spread over the year before it.
+    pub now_ns: i64,
+    /// The inbox that owns the store (a member of every conversation).
+    pub self_inbox_id: String,
+}
+
+impl Default for SeedOptions {
+    fn default() -> Self {
+        SeedOptions {
+            conversations: 10,
+            messages: 1000,
+            consent: 10,
+            seed: 1,
+            now_ns: crate::now_ns(),
+            self_inbox_id: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeedReport {
+    pub conversations: u64,
+    pub messages: u64,
+    pub consent: u64,
+    pub plaintext_bytes: u64,
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "a",
+    "to",
+    "and",
+    "of",
+    "you",
+    "I",
+    "it",
+    "is",
+    "that",
+    "in",
+    "we",
+    "for",
+    "on",
+    "this",
+    "are",
+    "with",
+    "be",
+    "have",
+    "not",
+    "just",
+    "so",
+    "but",
+    "what",
+    "can",
+    "do",
+    "will",
+    "at",
+    "my",
+    "me",
+    "was",
+    "your",
+    "all",
+    "there",
+    "if",
+    "about",
+    "out",
+    "up",
+    "they",
+    "get",
+    "like",
+    "one",
+    "time",
+    "now",
+    "know",
+    "see",
+    "think",
+    "going",
+    "good",
+    "yes",
+    "no",
+    "okay",
+    "thanks",
+    "tomorrow",
+    "today",
+    "tonight",
+    "meeting",
+    "coffee",
+    "lunch",
+    "dinner",
+    "train",
+    "late",
+    "early",
+    "sorry",
+    "great",
+    "love",
+    "call",
+    "later",
+    "weekend",
+    "plan",
+    "project",
+    "review",
+    "draft",
+    "send",
+    "photo",
+    "link",
+    "address",
+    "ticket",
+    "flight",
+    "hotel",
+    "room",
+    "kids",
+    "school",
+    "game",
+    "match",
+    "score",
+    "birthday",
+    "party",
+    "gift",
+    "cake",
+    "music",
+    "concert",
+    "movie",
+    "book",
+    "chapter",
+    "deadline",
+    "budget",
+    "invoice",
+    "client",
+    "server",
+    "deploy",
+    "release",
+    "bug",
+    "fix",
+    "test",
+    "merge",
+    "branch",
+    "backup",
+    "phone",
+    "laptop",
+    "battery",
+    "charger",
+    "weather",
+    "rain",
+    "sunny",
+    "cold",
+    "walk",
+    "run",
+    "gym",
+    "bike",
+    "shop",
+    "milk",
+    "bread",
+    "pasta",
+    "wine",
+    "beer",
+    "tea",
+    "doctor",
+    "appointment",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "morning",
+    "evening",
+    "maybe",
+    "definitely",
+    "probably",
+    "awesome",
+    "haha",
+    "lol",
+    "wow",
+    "really",
+    "sure",
+    "where",
+    "when",
+    "how",
+    "why",
+    "who",
+    "which",
+    "here",
+    "home",
+    "work",
+    "office",
+    "car",
+];
+
+fn sentence(rng: &mut StdRng, out: &mut String) {
+    // Mostly short chat lines, sometimes a paragraph.
+    let n = match rng.gen_range(0..100) {
+        0..=59 => rng.gen_range(1..8),
+        60..=89 => rng.gen_range(8..24),
+        _ => rng.gen_range(24..90),
+    };
+    for i in 0..n {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+    }
+    out.push(match rng.gen_range(0..10) {
+        0..=5 => '.',
+        6..=8 => '?',
+        _ => '!',
+    });
+}
+
+fn random_id(rng: &mut StdRng, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+/// Fills `store` with synthetic conversations, messages and consent in one transaction.
+pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let year_ns: i64 = 365 * 24 * 3600 * 1_000_000_000;
+    let start_ns = opts.now_ns - year_ns;
+    // A pool of inboxes, each with one or two installations.
+    let me = if opts.self_inbox_id.is_empty() {
+        hex::encode(random_id(&mut rng, 32))
+    } else {
+        opts.self_inbox_id.clone()
+    };
+    let pool: Vec<(String, Vec<Vec<u8>>)> = (0..64)
+        .map(|i| {
+            let inbox = if i == 0 {
+                me.clone()
+            } else {
+                hex::encode(random_id(&mut rng, 32))
+            };
+            let installs = (0..rng.gen_range(1..=2))
+                .map(|_| random_id(&mut rng, 32))
+                .collect();
+            (inbox, installs)
+        })
+        .collect();
+
+    struct Conv {
+        id: Vec<u8>,
+        members: Vec<usize>,
+        next_ns: i64,
+    }
+    let mut convs = Vec::new();
+    let mut report = SeedReport::default();
+    let mut merge = store.merge()?;
+    for _ in 0..opts.conversations {
+        let is_dm = rng.gen_range(0..10) < 3;
+        let mut members = vec![0usize];
+        let others = if is_dm { 1 } else { rng.gen_range(2..8) };
+        while members.len() < others + 1 {
+            let m = rng.gen_range(1..pool.len());
+            if !members.contains(&m) {
+                members.push(m);
+            }
+        }
+        let id = random_id(&mut rng, 32);
+        let created = start_ns + rng.gen_range(0..year_ns / 4);
+        let c = Conversation {
+            id: id.clone(),
+            kind: if is_dm {
+                ConversationKind::Dm
+            } else {
+                ConversationKind::Group
+            },
+            created_at_ns: created,
+            name: if is_dm {
+                String::new()
+            } else {
+                format!(
+                    "{} {}",
+                    WORDS[rng.gen_range(0..WORDS.len())],
+                    WORDS[rng.gen_range(0..WORDS.len())]
+                )
+            },
+            description: String::new(),
+            image_url: String::new(),
+            creator_inbox_id: pool[members[rng.gen_range(0..members.len())]].0.clone(),
+            dm_peer_inbox_id: is_dm.then(|| pool[members[1]].0.clone()),
+            dm_id: is_dm.then(|| {
+                let mut pair = [pool[0].0.clone(), pool[members[1]].0.clone()];
+                pair.sort();
+                format!("dm:{}:{}", pair[0], pair[1])
+            }),
+            membership: Membership::Active,
+            last_message_ns: None,
+        };
+        merge.conversation(&c)?;
+        report.conversations += 1;
+        convs.push(Conv {
+            id,
+            members,
+            next_ns: created,
+        });
+    }
+    if !convs.is_empty() {
+        let mut text = String::new();
+        let mut recent: Vec<Vec<u8>> = Vec::new();
+        // Average spacing so the last message lands near now.
+        let per_conv = (opts.messages / convs.len() as u64).max(1) as i64;
+        for _ in 0..opts.messages {
+            // Some conversations are much busier than others.
+            let ci = {
+                let a = rng.gen_range(0..convs.len());
+                let b = rng.gen_range(0..convs.len());
+                a.min(b)
+            };
+            let conv = &mut convs[ci];
+            let room = (opts.now_ns - conv.next_ns).max(per_conv) / per_conv;
+            conv.next_ns += rng
+                .gen_range(1..=room.max(1) * 2)
+                .min(opts.now_ns - conv.next_ns)
+                .max(1);
+            let sender = conv.members[rng.gen_range(0..conv.members.len())];
+            let (inbox, installs) = &pool[sender];
+            text.clear();
+            sentence(&mut rng, &mut text);
+            let reply = rng.gen_range(0..20) == 0 && !recent.is_empty();
+            let m = Message {
+                id: random_id(&mut rng, 32),
+                conversation_id: conv.id.clone(),
+                sender_inbox_id: inbox.clone(),
+                sender_installation_id: installs[rng.gen_range(0..installs.len())].clone(),
+                sent_at_ns: conv.next_ns,
+                kind: MessageKind::Application,
+                content_type: ContentType::text(),
+                content: text.as_bytes().to_vec(),
+                fallback: None,
+                parameters: None,
+                reference_id: if reply {
+                    Some(recent[rng.gen_range(0..recent.len())].clone())
+                } else {
+                    None
+                },
+                delivery_status: DeliveryStatus::Published,
+            };
+            report.plaintext_bytes += m.content.len() as u64;
+            if recent.len() < 64 {
+                recent.push(m.id.clone());
+            } else {
+                let k = rng.gen_range(0..recent.len());
+                recent[k] = m.id.clone();
+            }
+            if merge.message(&m)? {
+                report.messages += 1;
+            }
+        }
+    }
+    for i in 0..opts.consent {
+        let (entity_type, entity) = if i % 2 == 0 && !convs.is_empty() {
+            (
+                ConsentEntity::Conversation,
+                hex::encode(&convs[(i / 2) as usize % convs.len()].id),
+            )
+        } else {
+            (
+                ConsentEntity::Inbox,
+                pool[1 + (i as usize % (pool.len() - 1))].0.clone(),
+            )
+        };
+        let r = ConsentRecord {
+            entity_type,
+            entity,
+            state: match rng.gen_range(0..10) {
+                0..=6 => ConsentState::Allowed,
+                7..=8 => ConsentState::Denied,
+                _ => ConsentState::Unknown,
+            },
+            updated_at_ns: start_ns + rng.gen_range(0..year_ns),
+        };
+        if merge.consent(&r)? {
+            report.consent += 1;
+        }
+    }
+    merge.commit()?;
+    Ok(report)
+}

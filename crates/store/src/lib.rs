@@ -1,0 +1,733 @@
+//! Ferry's local store: one SQLite file per installation.
+//!
+//! It holds conversations, messages, consent and preferences (and, with the SDK, the MLS state
+//! in openmls' own tables), so a message and the state that produced it commit together.
+//! Schema changes are numbered migrations (see `schema.rs`); opening a store runs the ones it
+//! lacks.
+
+mod model;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+pub use model::*;
+pub use rusqlite;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store at {path} was made by a newer Ferry (schema {found}, this one knows {known})")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("store holds an invalid value in {0}")]
+    Corrupt(&'static str),
+    #[error("conversation {0} not found")]
+    NoSuchConversation(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One installation's store.
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+/// Which conversations to list.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub kind: Option<ConversationKind>,
+    /// Include the hidden sync conversation (never listed by default).
+    pub include_sync: bool,
+    pub active: Option<bool>,
+    pub consent: Option<ConsentState>,
+}
+
+/// Which messages to list.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub conversation_id: Option<Vec<u8>>,
+    pub sent_after_ns: Option<i64>,
+    pub sent_before_ns: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+const CONVERSATION_COLS: &str = "seq, id, kind, created_at_ns, name, description, image_url, \
+     creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns";
+const MESSAGE_COLS: &str =
+    "m.id, c.id, m.sender_inbox_id, m.sender_installation_id, m.sent_at_ns, m.kind, \
+     m.content_authority, m.content_type, m.content_major, m.content_minor, m.content, m.fallback, \
+     m.parameters, m.reference_id, m.delivery_status";
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let conn = Connection::open(path)?;
+        Self::setup(conn, Some(path.to_path_buf()))
+    }
+
+    /// A store in memory, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?, None)
+    }
+
+    fn setup(conn: Connection, path: Option<PathBuf>) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Takes effect when the file is new; larger pages mean fewer splits on bulk imports.
+        conn.pragma_update(None, "page_size", 16384)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // 32 MiB of page cache: large imports keep the message-id index hot.
+        conn.pragma_update(None, "cache_size", -32768)?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = schema::MIGRATIONS.len() as i64;
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > known {
+            return Err(Error::NewerSchema {
+                path: self.path.clone().unwrap_or_default(),
+                found,
+                known,
+            });
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The underlying connection (the SDK keeps MLS state in the same file).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    // ---- settings -------------------------------------------------------------------------
+
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    // ---- conversations --------------------------------------------------------------------
+
+    /// Inserts a conversation; false when one with this id exists (it is left as it is).
+    pub fn insert_conversation(&self, c: &Conversation) -> Result<bool> {
+        insert_conversation(&self.conn, c)
+    }
+
+    pub fn conversation(&self, id: &[u8]) -> Result<Option<Conversation>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1"),
+                [id],
+                conversation_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn set_membership(&self, id: &[u8], m: Membership) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE conversations SET membership = ?2 WHERE id = ?1",
+            params![id, m.as_i64()],
+        )?;
+        if n == 0 {
+            return Err(Error::NoSuchConversation(hex::encode(id)));
+        }
+        Ok(())
+    }
+
+    /// Conversations, newest activity first.
+    pub fn conversations(&self, f: &ConversationFilter) -> Result<Vec<Conversation>> {
+        let mut sql = format!(
+            "SELECT {} FROM conversations c WHERE 1=1",
+            CONVERSATION_COLS
+                .split(", ")
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut args: Vec<i64> = Vec::new();
+        if let Some(k) = f.kind {
+            sql.push_str(" AND c.kind = ?");
+            args.push(k.as_i64());
+        } else if !f.include_sync {
+            sql.push_str(" AND c.kind != ?");
+            args.push(ConversationKind::Sync.as_i64());
+        }
+        if let Some(a) = f.active {
+            sql.push_str(if a {
+                " AND c.membership = ?"
+            } else {
+                " AND c.membership != ?"
+            });
+            args.push(Membership::Active.as_i64());
+        }
+        if let Some(state) = f.consent {
+            sql.push_str(
+                " AND coalesce((SELECT state FROM consent WHERE entity_type = 1 \
+                 AND entity = lower(hex(c.id))), 1) = ?",
+            );
+            args.push(state.as_i64());
+        }
+        sql.push_str(" ORDER BY coalesce(c.last_message_ns, c.created_at_ns) DESC, c.seq");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), conversation_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    // ---- messages -------------------------------------------------------------------------
+
+    /// Inserts a message into an existing conversation; false when its id is already stored.
+    pub fn insert_message(&self, m: &Message) -> Result<bool> {
+        let conv = self
+            .conversation_seq(&m.conversation_id)?
+            .ok_or_else(|| Error::NoSuchConversation(hex::encode(&m.conversation_id)))?;
+        let added = insert_message(&self.conn, conv, m)?;
+        if added {
+            self.conn.execute(
+                "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
+                 WHERE seq = ?1",
+                params![conv, m.sent_at_ns],
+            )?;
+        }
+        Ok(added)
+    }
+
+    fn conversation_seq(&self, id: &[u8]) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq FROM conversations WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Messages in sending order (sent_at_ns, then arrival).
+    pub fn messages(&self, f: &MessageFilter) -> Result<Vec<Message>> {
+        let mut sql = format!(
+            "SELECT {MESSAGE_COLS} FROM messages m JOIN conversations c ON c.seq = m.conversation \
+             WHERE 1=1"
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(id) = &f.conversation_id {
+            sql.push_str(" AND c.id = ?");
+            args.push(id.clone().into());
+        }
+        if let Some(t) = f.sent_after_ns {
+            sql.push_str(" AND m.sent_at_ns > ?");
+            args.push(t.into());
+        }
+        if let Some(t) = f.sent_before_ns {
+            sql.push_str(" AND m.sent_at_ns < ?");
+            args.push(t.into());
+        }
+        sql.push_str(" ORDER BY m.sent_at_ns, m.id");
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), message_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    pub fn message(&self, id: &[u8]) -> Result<Option<Message>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {MESSAGE_COLS} FROM messages m JOIN conversations c \
+                     ON c.seq = m.conversation WHERE m.id = ?1"
+                ),
+                [id],
+                message_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn count(&self, table: Table) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {}", table.name()), [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    // ---- consent --------------------------------------------------------------------------
+
+    /// Records consent if it is newer than what is stored; true when it was applied.
+    pub fn set_consent(&self, c: &ConsentRecord) -> Result<bool> {
+        set_consent(&self.conn, c)
+    }
+
+    pub fn consent(
+        &self,
+        entity_type: ConsentEntity,
+        entity: &str,
+    ) -> Result<Option<ConsentRecord>> {
+        self.conn
+            .query_row(
+                "SELECT entity_type, entity, state, updated_at_ns FROM consent
+                 WHERE entity_type = ?1 AND entity = ?2",
+                params![entity_type.as_i64(), entity],
+                consent_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn consent_list(&self) -> Result<Vec<ConsentRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT entity_type, entity, state, updated_at_ns FROM consent
+             ORDER BY entity_type, entity",
+        )?;
+        let rows = stmt.query_map([], consent_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    // ---- preferences ----------------------------------------------------------------------
+
+    pub fn preference(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value, updated_at_ns FROM preferences WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Stores a preference if newer than the stored one; true when applied.
+    pub fn set_preference(&self, key: &str, value: &[u8], updated_at_ns: i64) -> Result<bool> {
+        Ok(self.conn.execute(
+            "INSERT INTO preferences(key, value, updated_at_ns) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at_ns = excluded.updated_at_ns
+             WHERE excluded.updated_at_ns > preferences.updated_at_ns",
+            params![key, value, updated_at_ns],
+        )? > 0)
+    }
+
+    // ---- bulk -----------------------------------------------------------------------------
+
+    /// Starts an all-or-nothing merge (an archive import): nothing is visible to other
+    /// connections until [`Merge::commit`]; dropping it rolls everything back.
+    pub fn merge(&mut self) -> Result<Merge<'_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut convs = HashMap::new();
+        {
+            let mut stmt = tx.prepare("SELECT id, seq FROM conversations")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                convs.insert(r.get::<_, Vec<u8>>(0)?, (r.get::<_, i64>(1)?, None));
+            }
+        }
+        Ok(Merge { tx, convs })
+    }
+
+    /// A consistent read-only view of the store for an export.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        let tx = self.conn.unchecked_transaction()?;
+        // Reading one row pins the snapshot now, not at the first query of the export.
+        tx.query_row("SELECT count(*) FROM settings", [], |_| Ok(()))?;
+        Ok(Snapshot { tx })
+    }
+
+    /// Every row of the app's tables in a stable order, as text: two stores with the same dump
+    /// hold the same data (tests compare dumps before and after failed imports).
+    pub fn dump(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (table, order) in [
+            ("conversations", "seq"),
+            ("messages", "id"),
+            ("consent", "entity_type, entity"),
+            ("preferences", "key"),
+            ("settings", "key"),
+        ] {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+            let n = stmt.column_count();
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let mut line = format!("{table}:");
+                for i in 0..n {
+                    line.push_str(&format!(" {:?}", r.get_ref(i)?));
+                }
+                out.push(line);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The app tables, for counting.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Conversations,
+    Messages,
+    Consent,
+    Preferences,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Conversations => "conversations",
+            Table::Messages => "messages",
+            Table::Consent => "consent",
+            Table::Preferences => "preferences",
+        }
+    }
+}
+
+/// What happened to one conversation in a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationOutcome {
+    /// New here: inserted (as restored).
+    Added,
+    /// Already here: kept as it is.
+    Existing,
+}
+
+/// An all-or-nothing merge into the store. See [`Store::merge`].
+pub struct Merge<'a> {
+    tx: Transaction<'a>,
+    /// Conversation id -> (seq, newest message merged in this transaction).
+    convs: HashMap<Vec<u8>, (i64, Option<i64>)>,
+}
+
+impl Merge<'_> {
+    /// Adds a conversation unless one with its id exists, which keeps its state.
+    pub fn conversation(&mut self, c: &Conversation) -> Result<ConversationOutcome> {
+        if self.convs.contains_key(&c.id) {
+            return Ok(ConversationOutcome::Existing);
+        }
+        insert_conversation(&self.tx, c)?;
+        let seq = self.tx.last_insert_rowid();
+        self.convs.insert(c.id.clone(), (seq, None));
+        Ok(ConversationOutcome::Added)
+    }
+
+    /// Whether a conversation with this id is known (stored or merged).
+    pub fn has_conversation(&self, id: &[u8]) -> bool {
+        self.convs.contains_key(id)
+    }
+
+    /// Adds a message unless its id is stored; true when added. Its conversation must be known.
+    pub fn message(&mut self, m: &Message) -> Result<bool> {
+        let Some((seq, newest)) = self.convs.get_mut(&m.conversation_id) else {
+            return Err(Error::NoSuchConversation(hex::encode(&m.conversation_id)));
+        };
+        let seq = *seq;
+        let added = insert_message(&self.tx, seq, m)?;
+        if added {
+            *newest = Some(newest.map_or(m.sent_at_ns, |n| n.max(m.sent_at_ns)));
+        }
+        Ok(added)
+    }
+
+    /// Applies a consent record if it is newer than the stored one; true when applied.
+    pub fn consent(&mut self, c: &ConsentRecord) -> Result<bool> {
+        set_consent(&self.tx, c)
+    }
+
+    /// Makes the merge visible: every conversation that received messages takes the newest
+    /// message time (never the import time) as its last_message_ns.
+    pub fn commit(self) -> Result<()> {
+        {
+            let mut stmt = self.tx.prepare(
+                "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
+                 WHERE seq = ?1",
+            )?;
+            for (seq, newest) in self.convs.values() {
+                if let Some(n) = newest {
+                    stmt.execute(params![seq, n])?;
+                }
+            }
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A read transaction for exports. See [`Store::snapshot`].
+pub struct Snapshot<'a> {
+    tx: Transaction<'a>,
+}
+
+impl Snapshot<'_> {
+    /// Conversations (never the sync conversation) with a message in `[start, end)` or created
+    /// in it.
+    pub fn conversations(&self, start: Option<i64>, end: Option<i64>) -> Result<Vec<Conversation>> {
+        let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {CONVERSATION_COLS} FROM conversations c WHERE c.kind != 3 AND (
+                 (c.created_at_ns >= ?1 AND c.created_at_ns < ?2)
+                 OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation = c.seq
+                            AND m.sent_at_ns >= ?1 AND m.sent_at_ns < ?2))
+             ORDER BY c.seq"
+        ))?;
+        let rows = stmt.query_map(params![s, e], conversation_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// How many messages of these conversations fall in `[start, end)`.
+    pub fn count_messages(
+        &self,
+        conversations: &[Conversation],
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<u64> {
+        let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+        let mut stmt = self.tx.prepare(
+            "SELECT count(*) FROM messages m JOIN conversations c ON c.seq = m.conversation
+             WHERE c.id = ?1 AND m.sent_at_ns >= ?2 AND m.sent_at_ns < ?3",
+        )?;
+        let mut total = 0u64;
+        for c in conversations {
+            total += stmt.query_row(params![c.id, s, e], |r| r.get::<_, i64>(0))? as u64;
+        }
+        Ok(total)
+    }
+
+    /// Calls `f` for every message of these conversations in `[start, end)`, in id order (the
+    /// table's own order, so this is a sequential scan).
+    pub fn for_each_message<E: From<Error>>(
+        &self,
+        conversations: &[Conversation],
+        start: Option<i64>,
+        end: Option<i64>,
+        mut f: impl FnMut(Message) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+        let mut ids: HashMap<i64, &[u8]> = HashMap::new();
+        {
+            let mut stmt = self
+                .tx
+                .prepare("SELECT seq, id FROM conversations")
+                .map_err(Error::from)?;
+            let mut rows = stmt.query([]).map_err(Error::from)?;
+            let wanted: std::collections::HashSet<&[u8]> =
+                conversations.iter().map(|c| c.id.as_slice()).collect();
+            while let Some(r) = rows.next().map_err(Error::from)? {
+                let id: Vec<u8> = r.get(1).map_err(Error::from)?;
+                if let Some(w) = wanted.get(id.as_slice()) {
+                    ids.insert(r.get(0).map_err(Error::from)?, w);
+                }
+            }
+        }
+        let mut stmt = self
+            .tx
+            .prepare(
+                "SELECT conversation, id, sender_inbox_id, sender_installation_id, sent_at_ns, kind,
+                        content_authority, content_type, content_major, content_minor, content,
+                        fallback, parameters, reference_id, delivery_status
+                 FROM messages WHERE sent_at_ns >= ?1 AND sent_at_ns < ?2 ORDER BY id",
+            )
+            .map_err(Error::from)?;
+        let mut rows = stmt.query(params![s, e]).map_err(Error::from)?;
+        while let Some(r) = rows.next().map_err(Error::from)? {
+            let Some(conv) = ids.get(&r.get::<_, i64>(0).map_err(Error::from)?) else {
+                continue;
+            };
+            let m = message_fields(r, 1, conv.to_vec()).map_err(Error::from)?;
+            f(m)?;
+        }
+        Ok(())
+    }
+
+    pub fn consent(&self) -> Result<Vec<ConsentRecord>> {
+        let mut stmt = self.tx.prepare(
+            "SELECT entity_type, entity, state, updated_at_ns FROM consent ORDER BY entity_type, entity",
+        )?;
+        let rows = stmt.query_map([], consent_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+}
+
+fn insert_conversation(conn: &Connection, c: &Conversation) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO conversations (id, kind, created_at_ns, name, description,
+                 image_url, creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            c.id,
+            c.kind.as_i64(),
+            c.created_at_ns,
+            c.name,
+            c.description,
+            c.image_url,
+            c.creator_inbox_id,
+            c.dm_peer_inbox_id,
+            c.dm_id,
+            c.membership.as_i64(),
+            c.last_message_ns
+        ])?
+        > 0)
+}
+
+fn insert_message(conn: &Connection, conv: i64, m: &Message) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO messages (id, conversation, sender_inbox_id,
+                 sender_installation_id, sent_at_ns, kind, content_authority, content_type,
+                 content_major, content_minor, content, fallback, parameters, reference_id,
+                 delivery_status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            m.id,
+            conv,
+            m.sender_inbox_id,
+            m.sender_installation_id,
+            m.sent_at_ns,
+            m.kind.as_i64(),
+            m.content_type.authority,
+            m.content_type.type_id,
+            m.content_type.major,
+            m.content_type.minor,
+            m.content,
+            m.fallback,
+            m.parameters,
+            m.reference_id,
+            m.delivery_status.as_i64()
+        ])?
+        > 0)
+}
+
+fn set_consent(conn: &Connection, c: &ConsentRecord) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO consent (entity_type, entity, state, updated_at_ns) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(entity_type, entity) DO UPDATE
+                 SET state = excluded.state, updated_at_ns = excluded.updated_at_ns
+                 WHERE excluded.updated_at_ns > consent.updated_at_ns",
+        )?
+        .execute(params![
+            c.entity_type.as_i64(),
+            c.entity,
+            c.state.as_i64(),
+            c.updated_at_ns
+        ])?
+        > 0)
+}
+
+fn conversation_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Conversation>> {
+    let kind = r.get::<_, i64>(2)?;
+    let membership = r.get::<_, i64>(10)?;
+    let (Some(kind), Some(membership)) = (
+        ConversationKind::from_i64(kind),
+        Membership::from_i64(membership),
+    ) else {
+        return Ok(Err(Error::Corrupt("conversations")));
+    };
+    Ok(Ok(Conversation {
+        id: r.get(1)?,
+        kind,
+        created_at_ns: r.get(3)?,
+        name: r.get(4)?,
+        description: r.get(5)?,
+        image_url: r.get(6)?,
+        creator_inbox_id: r.get(7)?,
+        dm_peer_inbox_id: r.get(8)?,
+        dm_id: r.get(9)?,
+        membership,
+        last_message_ns: r.get(11)?,
+    }))
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Message>> {
+    let conv: Vec<u8> = r.get(1)?;
+    Ok(Ok(message_fields(r, 0, conv)?))
+}
+
+/// Reads a message whose id is in column `id_col` and whose other fields are in columns 2..=14
+/// (the layout of MESSAGE_COLS and of the export query).
+fn message_fields(
+    r: &Row<'_>,
+    id_col: usize,
+    conversation_id: Vec<u8>,
+) -> rusqlite::Result<Message> {
+    let kind = MessageKind::from_i64(r.get(5)?).unwrap_or(MessageKind::Application);
+    let delivery = DeliveryStatus::from_i64(r.get(14)?).unwrap_or(DeliveryStatus::Published);
+    Ok(Message {
+        id: r.get(id_col)?,
+        conversation_id,
+        sender_inbox_id: r.get(2)?,
+        sender_installation_id: r.get(3)?,
+        sent_at_ns: r.get(4)?,
+        kind,
+        content_type: ContentType {
+            authority: r.get(6)?,
+            type_id: r.get(7)?,
+            major: r.get(8)?,
+            minor: r.get(9)?,
+        },
+        content: r.get(10)?,
+        fallback: r.get(11)?,
+        parameters: r.get(12)?,
+        reference_id: r.get(13)?,
+        delivery_status: delivery,
+    })
+}
+
+fn consent_from_row(r: &Row<'_>) -> rusqlite::Result<Result<ConsentRecord>> {
+    let (Some(entity_type), Some(state)) = (
+        ConsentEntity::from_i64(r.get(0)?),
+        ConsentState::from_i64(r.get(2)?),
+    ) else {
+        return Ok(Err(Error::Corrupt("consent")));
+    };
+    Ok(Ok(ConsentRecord {
+        entity_type,
+        entity: r.get(1)?,
+        state,
+        updated_at_ns: r.get(3)?,
+    }))
+}

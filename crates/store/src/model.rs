@@ -1,0 +1,126 @@
+//! The rows the store holds, as plain Rust values.
+
+macro_rules! int_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $n:expr => $s:expr),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v = $n),+ }
+        impl $name {
+            pub fn from_i64(v: i64) -> Option<Self> {
+                match v { $($n => Some($name::$v),)+ _ => None }
+            }
+            pub fn as_i64(self) -> i64 { self as i64 }
+            /// The lowercase name used in JSON and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+int_enum!(
+    /// What a conversation is.
+    ConversationKind { Group = 1 => "group", Dm = 2 => "dm",
+        /// The hidden group of one inbox's own installations (history sync).
+        Sync = 3 => "sync" }
+);
+int_enum!(
+    /// Where this installation stands in a conversation.
+    Membership { Active = 1 => "active",
+        /// Imported from an archive: history visible, read-only until an MLS add.
+        Restored = 2 => "restored", Left = 3 => "left" }
+);
+int_enum!(MessageKind { Application = 1 => "application", MembershipChange = 2 => "membership_change" });
+int_enum!(DeliveryStatus { Unpublished = 1 => "unpublished", Published = 2 => "published", Failed = 3 => "failed" });
+int_enum!(ConsentEntity { Conversation = 1 => "conversation", Inbox = 2 => "inbox", Address = 3 => "address" });
+int_enum!(ConsentState { Unknown = 1 => "unknown", Allowed = 2 => "allowed", Denied = 3 => "denied" });
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: Vec<u8>,
+    pub kind: ConversationKind,
+    pub created_at_ns: i64,
+    pub name: String,
+    pub description: String,
+    pub image_url: String,
+    pub creator_inbox_id: String,
+    pub dm_peer_inbox_id: Option<String>,
+    pub dm_id: Option<String>,
+    pub membership: Membership,
+    pub last_message_ns: Option<i64>,
+}
+
+impl Conversation {
+    /// Whether this installation can send and sync here.
+    pub fn is_active(&self) -> bool {
+        self.membership == Membership::Active
+    }
+}
+
+/// A content type: who defines it, its name, and its version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContentType {
+    pub authority: String,
+    pub type_id: String,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ContentType {
+    /// Ferry's plain text: the content is UTF-8.
+    pub fn text() -> Self {
+        ContentType {
+            authority: "ferry.chat".into(),
+            type_id: "text".into(),
+            major: 1,
+            minor: 0,
+        }
+    }
+
+    /// Whether the content is plain UTF-8 text (Ferry's or XMTP's text type).
+    pub fn is_text(&self) -> bool {
+        self.type_id == "text" && matches!(self.authority.as_str(), "ferry.chat" | "xmtp.org")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// 32 bytes, the same on every installation that holds the message.
+    pub id: Vec<u8>,
+    pub conversation_id: Vec<u8>,
+    pub sender_inbox_id: String,
+    pub sender_installation_id: Vec<u8>,
+    pub sent_at_ns: i64,
+    pub kind: MessageKind,
+    pub content_type: ContentType,
+    pub content: Vec<u8>,
+    pub fallback: Option<String>,
+    pub parameters: Option<Vec<u8>>,
+    pub reference_id: Option<Vec<u8>>,
+    pub delivery_status: DeliveryStatus,
+}
+
+impl Message {
+    /// The text to show: the content for text types, else the fallback.
+    pub fn text(&self) -> Option<String> {
+        if self.content_type.is_text() {
+            Some(String::from_utf8_lossy(&self.content).into_owned())
+        } else {
+            self.fallback.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub entity_type: ConsentEntity,
+    pub entity: String,
+    pub state: ConsentState,
+    pub updated_at_ns: i64,
+}

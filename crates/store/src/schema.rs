@@ -1,0 +1,64 @@
+//! Versioned migrations, applied in order inside one transaction each; `PRAGMA user_version`
+//! records how many have run.
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: conversations, messages, consent, preferences, local settings.
+    r#"
+CREATE TABLE conversations (
+    -- Local row number; messages refer to it to keep their index small.
+    seq INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,                 -- 1 group, 2 dm, 3 sync
+    created_at_ns INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    image_url TEXT NOT NULL DEFAULT '',
+    creator_inbox_id TEXT NOT NULL DEFAULT '',
+    dm_peer_inbox_id TEXT,
+    dm_id TEXT,
+    membership INTEGER NOT NULL,           -- 1 active, 2 restored, 3 left
+    last_message_ns INTEGER
+);
+CREATE INDEX conversations_dm ON conversations(dm_id) WHERE dm_id IS NOT NULL;
+
+-- Clustered on the message id: exports read it in id order and imports of such archives
+-- insert in id order, so both walk the table sequentially instead of seeking at random.
+CREATE TABLE messages (
+    id BLOB NOT NULL PRIMARY KEY,          -- 32 bytes, the same on every installation
+    conversation INTEGER NOT NULL REFERENCES conversations(seq),
+    sender_inbox_id TEXT NOT NULL,
+    sender_installation_id BLOB NOT NULL,
+    sent_at_ns INTEGER NOT NULL,
+    kind INTEGER NOT NULL,                 -- 1 application, 2 membership change
+    content_authority TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_major INTEGER NOT NULL,
+    content_minor INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    fallback TEXT,
+    parameters BLOB,
+    reference_id BLOB,
+    delivery_status INTEGER NOT NULL       -- 1 unpublished, 2 published, 3 failed
+) WITHOUT ROWID;
+CREATE INDEX messages_conversation_time ON messages(conversation, sent_at_ns);
+
+CREATE TABLE consent (
+    entity_type INTEGER NOT NULL,          -- 1 conversation, 2 inbox, 3 address
+    entity TEXT NOT NULL,
+    state INTEGER NOT NULL,                -- 1 unknown, 2 allowed, 3 denied
+    updated_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (entity_type, entity)
+) WITHOUT ROWID;
+
+CREATE TABLE preferences (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    updated_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
+];
