@@ -153,11 +153,14 @@ impl<R: Read> ArchiveReader<R> {
         let mut shift = 0;
         let mut i = 0;
         loop {
-            if self.pos + i >= self.buf.len() && !self.refill()? {
-                if i == 0 {
-                    return Ok(None);
+            // A chunk may be empty (an empty final chunk), so refill until a byte is there.
+            while self.pos + i >= self.buf.len() {
+                if !self.refill()? {
+                    if i == 0 {
+                        return Ok(None);
+                    }
+                    return Err(Error::Malformed("archive ends inside an element".into()));
                 }
-                return Err(Error::Malformed("archive ends inside an element".into()));
             }
             let b = self.buf[self.pos + i];
             i += 1;
