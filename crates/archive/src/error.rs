@@ -15,7 +15,7 @@ pub enum Error {
     KeyFileFormat,
     #[error("not a Ferry archive (bad magic bytes)")]
     NotAnArchive,
-    #[error("archive format version {major}.{minor} is newer than this Ferry reads (1.x)")]
+    #[error("{}", version_message(*major, *minor))]
     UnsupportedVersion { major: u8, minor: u8 },
     #[error("archive header is corrupted (checksum mismatch)")]
     HeaderCorrupted,
@@ -63,3 +63,11 @@ impl std::fmt::Display for KeyKindName {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn version_message(major: u8, minor: u8) -> String {
+    if major > crate::FORMAT_MAJOR {
+        format!("archive format version {major}.{minor} is newer than this Ferry reads (1.x): update Ferry")
+    } else {
+        format!("archive format version {major}.{minor} is not supported (this Ferry reads 1.x)")
+    }
+}

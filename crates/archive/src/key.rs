@@ -31,7 +31,9 @@ impl Argon2Params {
 
     /// Upper bounds a reader accepts, so a hostile header cannot make it allocate without limit.
     pub(crate) fn check_bounds(&self) -> Result<()> {
-        if self.m_cost_kib > 4 * 1024 * 1024 || self.t_cost == 0 || self.t_cost > 64 {
+        // 1 GiB and 32 passes: far above the defaults, low enough for a phone to refuse a
+        // hostile header rather than exhaust itself.
+        if self.m_cost_kib > 1024 * 1024 || self.t_cost == 0 || self.t_cost > 32 {
             return Err(Error::HeaderMalformed(
                 "passphrase cost parameters out of range",
             ));

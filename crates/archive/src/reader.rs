@@ -70,19 +70,15 @@ impl<R: Read> ArchiveReader<R> {
             cipher,
         };
         r.next = r.read_len()?;
-        if !matches!(r.next, Next::Len(_)) {
-            return Err(Error::Truncated);
-        }
-        if !r.load_chunk()? {
-            return Err(Error::Truncated);
-        }
+        // Chunk 0 is never final, so this either loads it or fails.
+        r.load_chunk()?;
         match r.read_frame()? {
             Some(ArchiveElement {
                 element: Some(archive_element::Element::Metadata(m)),
             }) => r.metadata = m,
             _ => return Err(Error::Malformed("first element is not the metadata".into())),
         }
-        if r.pos != r.buf.len() {
+        if r.pos != r.buf.len() || r.next_index != 1 {
             return Err(Error::Malformed(
                 "metadata chunk holds more than the metadata".into(),
             ));

@@ -145,6 +145,14 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let mut frame = Vec::new();
         encode_frame(&meta, &mut frame)?;
+        if frame.len() > w.segment_size {
+            // Readers take chunk 0 as one segment.
+            return Err(Error::Malformed(format!(
+                "metadata of {} bytes does not fit in one {}-byte segment (is the label too long?)",
+                frame.len(),
+                w.segment_size
+            )));
+        }
         w.summary.plaintext_bytes += frame.len() as u64;
         w.dispatch(frame, false)?;
         Ok(w)

@@ -195,7 +195,10 @@ fn keys_of_31_and_33_bytes_are_refused() {
     for n in [0, 31, 33, 64] {
         let err = ArchiveKey::from_bytes(&vec![1u8; n]).unwrap_err();
         assert!(matches!(err, Error::KeyLength(m) if m == n));
-        assert_eq!(err.to_string(), format!("archive key must be exactly 32 bytes, got {n}"));
+        assert_eq!(
+            err.to_string(),
+            format!("archive key must be exactly 32 bytes, got {n}")
+        );
     }
 }
 
@@ -218,7 +221,11 @@ fn key_files_hold_raw_bytes_or_hex() {
 
 #[test]
 fn not_an_archive() {
-    for junk in [&b""[..], b"hello world, this is not an archive at all......", &[0u8; 200]] {
+    for junk in [
+        &b""[..],
+        b"hello world, this is not an archive at all......",
+        &[0u8; 200],
+    ] {
         let err = read_all(junk, &key()).unwrap_err();
         assert!(matches!(err, Error::NotAnArchive), "{err}");
     }
@@ -229,7 +236,10 @@ fn newer_major_version_is_refused_before_the_key_is_checked() {
     let mut f = fixture();
     f.bytes[8] = 2;
     let err = read_all(&f.bytes[..], &ArchiveKey::from_bytes(&[0u8; 32]).unwrap()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { major: 2, minor: 0 }), "{err}");
+    assert!(
+        matches!(err, Error::UnsupportedVersion { major: 2, minor: 0 }),
+        "{err}"
+    );
     // Even with only the first ten bytes present.
     let err = read_all(&f.bytes[..10], &key()).unwrap_err();
     assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err}");
@@ -262,17 +272,26 @@ fn a_header_changed_with_a_fixed_checksum_fails_authentication() {
     let mut b = f.bytes.clone();
     b[9] = 7;
     fix_crc(&mut b);
-    assert!(matches!(read_all(&b[..], &key()).unwrap_err(), Error::HeaderTampered));
+    assert!(matches!(
+        read_all(&b[..], &key()).unwrap_err(),
+        Error::HeaderTampered
+    ));
     // The MAC itself.
     let mut b = f.bytes.clone();
     b[80] ^= 0x40;
     fix_crc(&mut b);
-    assert!(matches!(read_all(&b[..], &key()).unwrap_err(), Error::HeaderTampered));
+    assert!(matches!(
+        read_all(&b[..], &key()).unwrap_err(),
+        Error::HeaderTampered
+    ));
     // The salt: every derived key changes, so the key check fails.
     let mut b = f.bytes.clone();
     b[30] ^= 0x40;
     fix_crc(&mut b);
-    assert!(matches!(read_all(&b[..], &key()).unwrap_err(), Error::WrongKey(_)));
+    assert!(matches!(
+        read_all(&b[..], &key()).unwrap_err(),
+        Error::WrongKey(_)
+    ));
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -281,7 +300,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -291,7 +314,11 @@ fn crc32(data: &[u8]) -> u32 {
 fn a_flipped_byte_in_metadata_middle_and_last_chunks_is_detected() {
     let f = fixture();
     let n = f.chunks.len();
-    for (ci, expect_index) in [(0usize, 0u64), (n / 2, (n / 2) as u64), (n - 1, (n - 1) as u64)] {
+    for (ci, expect_index) in [
+        (0usize, 0u64),
+        (n / 2, (n / 2) as u64),
+        (n - 1, (n - 1) as u64),
+    ] {
         let (off, len) = f.chunks[ci];
         for pos in [off + 4, off + len / 2, off + len - 1] {
             let mut b = f.bytes.clone();
@@ -381,7 +408,10 @@ fn chunks_swapped_duplicated_or_dropped_are_detected() {
     }
     // Dropping the final chunk is a truncation at a chunk boundary.
     let b = reassemble(&f, &all[..n - 1]);
-    assert!(matches!(read_all(&b[..], &key()).unwrap_err(), Error::Truncated));
+    assert!(matches!(
+        read_all(&b[..], &key()).unwrap_err(),
+        Error::Truncated
+    ));
 }
 
 #[test]
@@ -391,12 +421,19 @@ fn bytes_appended_are_detected() {
         let mut b = f.bytes.clone();
         b.extend_from_slice(extra);
         let err = read_all(&b[..], &key()).unwrap_err();
-        assert!(matches!(err, Error::TrailingData), "{} bytes: {err:?}", extra.len());
+        assert!(
+            matches!(err, Error::TrailingData),
+            "{} bytes: {err:?}",
+            extra.len()
+        );
     }
     // A whole second archive appended.
     let mut b = f.bytes.clone();
     b.extend_from_slice(&f.bytes);
-    assert!(matches!(read_all(&b[..], &key()).unwrap_err(), Error::TrailingData));
+    assert!(matches!(
+        read_all(&b[..], &key()).unwrap_err(),
+        Error::TrailingData
+    ));
 }
 
 #[test]
@@ -447,6 +484,8 @@ fn oversized_elements_are_refused_by_the_writer() {
         content: vec![0; ferry_archive::MAX_FRAME as usize + 1],
         ..Default::default()
     });
-    assert!(matches!(w.write(big).unwrap_err(), Error::FrameTooLarge { .. }));
+    assert!(matches!(
+        w.write(big).unwrap_err(),
+        Error::FrameTooLarge { .. }
+    ));
 }
-

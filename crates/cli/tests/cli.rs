@@ -23,7 +23,10 @@ fn ok_json(home: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("ferry {args:?}: stdout is not one JSON value ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "ferry {args:?}: stdout is not one JSON value ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -43,7 +46,9 @@ struct T {
 
 impl T {
     fn new() -> Self {
-        T { dir: tempfile::tempdir().unwrap() }
+        T {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn p(&self, name: &str) -> String {
         self.dir.path().join(name).to_string_lossy().into_owned()
@@ -63,7 +68,10 @@ fn keygen_writes_32_private_bytes() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(t.p("k")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(t.p("k")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     // Never overwrites a key.
     let err = err_line(&t.home("h"), &["keygen", &t.p("k")]);
@@ -75,32 +83,97 @@ fn keygen_writes_32_private_bytes() {
 fn seed_create_inspect_import_list() {
     let t = T::new();
     let (a, b) = (t.home("a"), t.home("b"));
-    let seeded = ok_json(&a, &["dev", "seed", "--conversations", "4", "--messages", "500", "--consent", "3", "--json"]);
+    let seeded = ok_json(
+        &a,
+        &[
+            "dev",
+            "seed",
+            "--conversations",
+            "4",
+            "--messages",
+            "500",
+            "--consent",
+            "3",
+            "--json",
+        ],
+    );
     assert_eq!(seeded["conversations"], 4);
     assert_eq!(seeded["messages"], 500);
     assert_eq!(seeded["consent"], 3);
     assert!(ferry(&a, &["keygen", &t.p("k")]).status.success());
     let archive = t.p("a.ferry");
 
-    let created = ok_json(&a, &["archive", "create", &archive, "--key-file", &t.p("k"), "--json"]);
-    for field in ["format_version", "created_at_ns", "start_ns", "end_ns", "elements"] {
-        assert!(created.get(field).is_some(), "create JSON lacks {field}: {created}");
+    let created = ok_json(
+        &a,
+        &[
+            "archive",
+            "create",
+            &archive,
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
+    for field in [
+        "format_version",
+        "created_at_ns",
+        "start_ns",
+        "end_ns",
+        "elements",
+    ] {
+        assert!(
+            created.get(field).is_some(),
+            "create JSON lacks {field}: {created}"
+        );
     }
-    assert_eq!(created["elements"], serde_json::json!(["messages", "consent"]));
+    assert_eq!(
+        created["elements"],
+        serde_json::json!(["messages", "consent"])
+    );
     assert_eq!(created["message_count"], 500);
 
-    let inspected = ok_json(&b, &["archive", "inspect", &archive, "--key-file", &t.p("k"), "--json"]);
+    let inspected = ok_json(
+        &b,
+        &[
+            "archive",
+            "inspect",
+            &archive,
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert_eq!(inspected["format"], "ferry");
     assert_eq!(inspected["format_version"], created["format_version"]);
     assert_eq!(inspected["created_at_ns"], created["created_at_ns"]);
     assert_eq!(inspected["elements"], created["elements"]);
 
-    let report = ok_json(&b, &["archive", "import", &archive, "--key-file", &t.p("k"), "--json"]);
+    let report = ok_json(
+        &b,
+        &[
+            "archive",
+            "import",
+            &archive,
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert_eq!(report["conversations_added"], 4);
     assert_eq!(report["messages_imported"], 500);
     assert_eq!(report["messages_skipped"], 0);
     assert_eq!(report["consent_applied"], 3);
-    let again = ok_json(&b, &["archive", "import", &archive, "--key-file", &t.p("k"), "--json"]);
+    let again = ok_json(
+        &b,
+        &[
+            "archive",
+            "import",
+            &archive,
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert_eq!(again["messages_imported"], 0);
     assert_eq!(again["messages_skipped"], 500);
 
@@ -116,7 +189,11 @@ fn seed_create_inspect_import_list() {
     }
     // The source store's own conversations are active.
     let source = ok_json(&a, &["conversations", "list", "--json"]);
-    assert!(source.as_array().unwrap().iter().all(|c| c["active"] == true && c["restored"] == false));
+    assert!(source
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["active"] == true && c["restored"] == false));
 
     let all = ok_json(&b, &["messages", "list", "--json"]);
     assert_eq!(all.as_array().unwrap().len(), 500);
@@ -143,20 +220,73 @@ fn seed_create_inspect_import_list() {
 fn options_on_the_command_line() {
     let t = T::new();
     let a = t.home("a");
-    ok_json(&a, &["dev", "seed", "--conversations", "3", "--messages", "300", "--consent", "2", "--json"]);
+    ok_json(
+        &a,
+        &[
+            "dev",
+            "seed",
+            "--conversations",
+            "3",
+            "--messages",
+            "300",
+            "--consent",
+            "2",
+            "--json",
+        ],
+    );
     std::fs::write(t.p("k"), format!("{}\n", "ab".repeat(32))).unwrap(); // hex key file
-    let c = ok_json(&a, &["archive", "create", &t.p("c.ferry"), "--key-file", &t.p("k"), "--elements", "consent", "--json"]);
+    let c = ok_json(
+        &a,
+        &[
+            "archive",
+            "create",
+            &t.p("c.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--elements",
+            "consent",
+            "--json",
+        ],
+    );
     assert_eq!(c["elements"], serde_json::json!(["consent"]));
     assert_eq!(c["message_count"], 0);
     let msgs = ok_json(&a, &["messages", "list", "--json"]);
-    let times: Vec<i64> = msgs.as_array().unwrap().iter().map(|m| m["sent_at_ns"].as_i64().unwrap()).collect();
+    let times: Vec<i64> = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sent_at_ns"].as_i64().unwrap())
+        .collect();
     let mid = times[times.len() / 2];
-    let r = ok_json(&a, &["archive", "create", &t.p("r.ferry"), "--key-file", &t.p("k"), "--start-ns", &mid.to_string(), "--json"]);
+    let r = ok_json(
+        &a,
+        &[
+            "archive",
+            "create",
+            &t.p("r.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--start-ns",
+            &mid.to_string(),
+            "--json",
+        ],
+    );
     assert_eq!(r["start_ns"], mid);
     assert_eq!(r["end_ns"], Value::Null);
     let want = times.iter().filter(|&&x| x >= mid).count();
     assert_eq!(r["message_count"], want);
-    let err = err_line(&a, &["archive", "create", &t.p("x.ferry"), "--key-file", &t.p("k"), "--elements", "pictures"]);
+    let err = err_line(
+        &a,
+        &[
+            "archive",
+            "create",
+            &t.p("x.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--elements",
+            "pictures",
+        ],
+    );
     assert!(err.contains("unknown element"), "{err}");
 }
 
@@ -164,25 +294,96 @@ fn options_on_the_command_line() {
 fn errors_name_their_cause() {
     let t = T::new();
     let a = t.home("a");
-    ok_json(&a, &["dev", "seed", "--conversations", "2", "--messages", "3000", "--json"]);
+    ok_json(
+        &a,
+        &[
+            "dev",
+            "seed",
+            "--conversations",
+            "2",
+            "--messages",
+            "3000",
+            "--json",
+        ],
+    );
     ferry(&a, &["keygen", &t.p("k")]);
     ferry(&a, &["keygen", &t.p("k2")]);
     let archive = t.p("a.ferry");
-    ok_json(&a, &["archive", "create", &archive, "--key-file", &t.p("k"), "--json"]);
+    ok_json(
+        &a,
+        &[
+            "archive",
+            "create",
+            &archive,
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     let b = t.home("b");
 
-    let err = err_line(&b, &["archive", "import", &archive, "--key-file", &t.p("k2"), "--json"]);
+    let err = err_line(
+        &b,
+        &[
+            "archive",
+            "import",
+            &archive,
+            "--key-file",
+            &t.p("k2"),
+            "--json",
+        ],
+    );
     assert!(err.contains("wrong key"), "{err}");
     let bytes = std::fs::read(&archive).unwrap();
     std::fs::write(t.p("trunc"), &bytes[..bytes.len() - 7]).unwrap();
-    let err = err_line(&b, &["archive", "import", &t.p("trunc"), "--key-file", &t.p("k"), "--json"]);
+    let err = err_line(
+        &b,
+        &[
+            "archive",
+            "import",
+            &t.p("trunc"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert!(err.contains("archive is truncated"), "{err}");
-    let err = err_line(&b, &["archive", "inspect", &t.p("k"), "--key-file", &t.p("k"), "--json"]);
+    let err = err_line(
+        &b,
+        &[
+            "archive",
+            "inspect",
+            &t.p("k"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert!(err.contains("not a Ferry archive"), "{err}");
     std::fs::write(t.p("short.key"), [1u8; 31]).unwrap();
-    let err = err_line(&b, &["archive", "inspect", &archive, "--key-file", &t.p("short.key"), "--json"]);
+    let err = err_line(
+        &b,
+        &[
+            "archive",
+            "inspect",
+            &archive,
+            "--key-file",
+            &t.p("short.key"),
+            "--json",
+        ],
+    );
     assert!(err.contains("32 raw bytes or 64 hex digits"), "{err}");
-    let err = err_line(&a, &["archive", "create", &t.p("missing/dir/a.ferry"), "--key-file", &t.p("k"), "--json"]);
+    let err = err_line(
+        &a,
+        &[
+            "archive",
+            "create",
+            &t.p("missing/dir/a.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert!(err.contains("does not exist"), "{err}");
     // Nothing was imported by the failed attempts.
     let convs = ok_json(&b, &["conversations", "list", "--json"]);
@@ -193,10 +394,41 @@ fn errors_name_their_cause() {
 fn verify_reads_the_whole_archive() {
     let t = T::new();
     let a = t.home("a");
-    ok_json(&a, &["dev", "seed", "--conversations", "2", "--messages", "5000", "--json"]);
+    ok_json(
+        &a,
+        &[
+            "dev",
+            "seed",
+            "--conversations",
+            "2",
+            "--messages",
+            "5000",
+            "--json",
+        ],
+    );
     ferry(&a, &["keygen", &t.p("k")]);
-    ok_json(&a, &["archive", "create", &t.p("a.ferry"), "--key-file", &t.p("k"), "--json"]);
-    let v = ok_json(&a, &["archive", "verify", &t.p("a.ferry"), "--key-file", &t.p("k"), "--json"]);
+    ok_json(
+        &a,
+        &[
+            "archive",
+            "create",
+            &t.p("a.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
+    let v = ok_json(
+        &a,
+        &[
+            "archive",
+            "verify",
+            &t.p("a.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert_eq!(v["intact"], true);
     assert_eq!(v["messages"], 5000);
     let mut bytes = std::fs::read(t.p("a.ferry")).unwrap();
@@ -204,7 +436,27 @@ fn verify_reads_the_whole_archive() {
     bytes[n - 20] ^= 0xff;
     std::fs::write(t.p("bad.ferry"), &bytes).unwrap();
     // Metadata still reads (first chunk only) but verify finds the damage.
-    ok_json(&a, &["archive", "inspect", &t.p("bad.ferry"), "--key-file", &t.p("k"), "--json"]);
-    let err = err_line(&a, &["archive", "verify", &t.p("bad.ferry"), "--key-file", &t.p("k"), "--json"]);
+    ok_json(
+        &a,
+        &[
+            "archive",
+            "inspect",
+            &t.p("bad.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
+    let err = err_line(
+        &a,
+        &[
+            "archive",
+            "verify",
+            &t.p("bad.ferry"),
+            "--key-file",
+            &t.p("k"),
+            "--json",
+        ],
+    );
     assert!(err.contains("failed authentication"), "{err}");
 }

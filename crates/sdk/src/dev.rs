@@ -1,8 +1,8 @@
 //! Synthetic but realistic data, without a network: for benchmarks, tests and demos.
 //!
 //! Conversations are groups and DMs among a pool of inboxes; messages are text of varying
-//! length (most short, some long), from several senders, with timestamps spread over a year
-//! and increasing per conversation; a few are replies. Everything derives from `seed`, so the
+//! length (most short, some long), from several senders, arriving evenly over the year before
+//! `now_ns` across conversations of very different activity; a few are replies. Everything derives from `seed`, so the
 //! same options give the same store.
 
 use rand::rngs::StdRng;
@@ -264,7 +264,6 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
     struct Conv {
         id: Vec<u8>,
         members: Vec<usize>,
-        next_ns: i64,
     }
     let mut convs = Vec::new();
     let mut report = SeedReport::default();
@@ -280,7 +279,7 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
             }
         }
         let id = random_id(&mut rng, 32);
-        let created = start_ns + rng.gen_range(0..year_ns / 4);
+        let created = start_ns - rng.gen_range(0..year_ns / 12);
         let c = Conversation {
             id: id.clone(),
             kind: if is_dm {
@@ -312,30 +311,22 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
         };
         merge.conversation(&c)?;
         report.conversations += 1;
-        convs.push(Conv {
-            id,
-            members,
-            next_ns: created,
-        });
+        convs.push(Conv { id, members });
     }
     if !convs.is_empty() {
         let mut text = String::new();
         let mut recent: Vec<Vec<u8>> = Vec::new();
-        // Average spacing so the last message lands near now.
-        let per_conv = (opts.messages / convs.len() as u64).max(1) as i64;
-        for _ in 0..opts.messages {
+        // Messages arrive evenly over the year, each in some conversation.
+        let step = (year_ns / opts.messages.max(1) as i64).max(1);
+        for i in 0..opts.messages {
             // Some conversations are much busier than others.
             let ci = {
                 let a = rng.gen_range(0..convs.len());
                 let b = rng.gen_range(0..convs.len());
                 a.min(b)
             };
-            let conv = &mut convs[ci];
-            let room = (opts.now_ns - conv.next_ns).max(per_conv) / per_conv;
-            conv.next_ns += rng
-                .gen_range(1..=room.max(1) * 2)
-                .min(opts.now_ns - conv.next_ns)
-                .max(1);
+            let conv = &convs[ci];
+            let sent_at_ns = start_ns + i as i64 * step + rng.gen_range(0..step);
             let sender = conv.members[rng.gen_range(0..conv.members.len())];
             let (inbox, installs) = &pool[sender];
             text.clear();
@@ -346,7 +337,7 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
                 conversation_id: conv.id.clone(),
                 sender_inbox_id: inbox.clone(),
                 sender_installation_id: installs[rng.gen_range(0..installs.len())].clone(),
-                sent_at_ns: conv.next_ns,
+                sent_at_ns,
                 kind: MessageKind::Application,
                 content_type: ContentType::text(),
                 content: text.as_bytes().to_vec(),

@@ -8,6 +8,12 @@ pub enum Error {
     Archive(#[from] ferry_archive::Error),
     #[error("{0}")]
     Store(#[from] ferry_store::Error),
+    /// Reading a libxmtp archive failed (wrong key, truncated, trailing bytes, ...).
+    #[error("{0}")]
+    Xmtp(#[from] ferry_xmtp::XmtpError),
+    /// libxmtp archives are sealed with a raw key; they have no passphrase mode.
+    #[error("xmtp archives take a 32-byte key, not a passphrase")]
+    XmtpPassphrase,
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,

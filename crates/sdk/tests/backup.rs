@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_sdk::backup::{
-    self, ArchiveElement, ArchiveOptions, Control, ImportReport, Origin,
-};
+use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, ImportReport, Origin};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationFilter,
     ConversationKind, DeliveryStatus, Membership, Message, MessageFilter, MessageKind, Store,
@@ -72,7 +70,12 @@ fn msg(id: u8, conv: u8, sent: i64) -> Message {
     }
 }
 
-fn consent(entity_type: ConsentEntity, entity: &str, state: ConsentState, at: i64) -> ConsentRecord {
+fn consent(
+    entity_type: ConsentEntity,
+    entity: &str,
+    state: ConsentState,
+    at: i64,
+) -> ConsentRecord {
     ConsentRecord {
         entity_type,
         entity: entity.into(),
@@ -84,9 +87,12 @@ fn consent(entity_type: ConsentEntity, entity: &str, state: ConsentState, at: i6
 /// A store with three conversations (group, dm, and a hidden sync group), messages with every
 /// optional field, and consent of every entity type.
 fn rich_store(s: &Store) {
-    s.insert_conversation(&conv(1, ConversationKind::Group, 50)).unwrap();
-    s.insert_conversation(&conv(2, ConversationKind::Dm, 60)).unwrap();
-    s.insert_conversation(&conv(3, ConversationKind::Sync, 70)).unwrap();
+    s.insert_conversation(&conv(1, ConversationKind::Group, 50))
+        .unwrap();
+    s.insert_conversation(&conv(2, ConversationKind::Dm, 60))
+        .unwrap();
+    s.insert_conversation(&conv(3, ConversationKind::Sync, 70))
+        .unwrap();
     s.insert_message(&msg(10, 1, 100)).unwrap();
     s.insert_message(&Message {
         kind: MessageKind::MembershipChange,
@@ -110,10 +116,27 @@ fn rich_store(s: &Store) {
     })
     .unwrap();
     s.insert_message(&msg(13, 3, 150)).unwrap();
-    s.set_consent(&consent(ConsentEntity::Conversation, &hex::encode([1u8; 32]), ConsentState::Allowed, 10))
-        .unwrap();
-    s.set_consent(&consent(ConsentEntity::Inbox, "spammer", ConsentState::Denied, 20)).unwrap();
-    s.set_consent(&consent(ConsentEntity::Address, "0xabc", ConsentState::Unknown, 30)).unwrap();
+    s.set_consent(&consent(
+        ConsentEntity::Conversation,
+        &hex::encode([1u8; 32]),
+        ConsentState::Allowed,
+        10,
+    ))
+    .unwrap();
+    s.set_consent(&consent(
+        ConsentEntity::Inbox,
+        "spammer",
+        ConsentState::Denied,
+        20,
+    ))
+    .unwrap();
+    s.set_consent(&consent(
+        ConsentEntity::Address,
+        "0xabc",
+        ConsentState::Unknown,
+        30,
+    ))
+    .unwrap();
 }
 
 fn create(s: &Store, path: &Path, opts: &ArchiveOptions) -> backup::ArchiveMetadata {
@@ -142,10 +165,17 @@ fn round_trip_keeps_every_field() {
             ..Default::default()
         },
     );
-    assert_eq!(meta.conversation_count, Some(2), "the sync conversation is never exported");
+    assert_eq!(
+        meta.conversation_count,
+        Some(2),
+        "the sync conversation is never exported"
+    );
     assert_eq!(meta.message_count, Some(3));
     assert_eq!(meta.consent_count, Some(3));
-    assert_eq!(meta.elements, vec![ArchiveElement::Messages, ArchiveElement::Consent]);
+    assert_eq!(
+        meta.elements,
+        vec![ArchiveElement::Messages, ArchiveElement::Consent]
+    );
 
     let read = backup::archive_metadata(&path, &key()).unwrap();
     assert_eq!(read.label, "weekly");
@@ -179,7 +209,10 @@ fn round_trip_keeps_every_field() {
     }
     assert!(b.conversation(&[3; 32]).unwrap().is_none());
     // Messages: every field of the exported ones.
-    let want: Vec<Message> = all_messages(&a).into_iter().filter(|m| m.conversation_id != vec![3; 32]).collect();
+    let want: Vec<Message> = all_messages(&a)
+        .into_iter()
+        .filter(|m| m.conversation_id != vec![3; 32])
+        .collect();
     assert_eq!(all_messages(&b), want);
     assert_eq!(b.consent_list().unwrap(), a.consent_list().unwrap());
 }
@@ -188,14 +221,23 @@ fn round_trip_keeps_every_field() {
 fn time_range_is_start_inclusive_end_exclusive() {
     let env = Env::new();
     let a = env.store("a");
-    a.insert_conversation(&conv(1, ConversationKind::Group, 50)).unwrap();
-    a.insert_conversation(&conv(2, ConversationKind::Group, 250)).unwrap(); // created in range, no messages
-    a.insert_conversation(&conv(4, ConversationKind::Group, 10)).unwrap(); // out of range entirely
+    a.insert_conversation(&conv(1, ConversationKind::Group, 50))
+        .unwrap();
+    a.insert_conversation(&conv(2, ConversationKind::Group, 250))
+        .unwrap(); // created in range, no messages
+    a.insert_conversation(&conv(4, ConversationKind::Group, 10))
+        .unwrap(); // out of range entirely
     for (id, t) in [(1u8, 100), (2, 200), (3, 299), (4, 300)] {
         a.insert_message(&msg(id, 1, t)).unwrap();
     }
     a.insert_message(&msg(5, 4, 400)).unwrap();
-    a.set_consent(&consent(ConsentEntity::Inbox, "x", ConsentState::Allowed, 5)).unwrap();
+    a.set_consent(&consent(
+        ConsentEntity::Inbox,
+        "x",
+        ConsentState::Allowed,
+        5,
+    ))
+    .unwrap();
     let path = env.path("r.ferry");
     let meta = create(
         &a,
@@ -224,15 +266,41 @@ fn time_range_is_start_inclusive_end_exclusive() {
     assert_eq!(b.consent_list().unwrap().len(), 1);
     // Only a start, only an end.
     let p2 = env.path("s.ferry");
-    assert_eq!(create(&a, &p2, &ArchiveOptions { start_ns: Some(300), ..Default::default() }).message_count, Some(2));
-    assert_eq!(create(&a, &p2, &ArchiveOptions { end_ns: Some(100), ..Default::default() }).message_count, Some(0));
+    assert_eq!(
+        create(
+            &a,
+            &p2,
+            &ArchiveOptions {
+                start_ns: Some(300),
+                ..Default::default()
+            }
+        )
+        .message_count,
+        Some(2)
+    );
+    assert_eq!(
+        create(
+            &a,
+            &p2,
+            &ArchiveOptions {
+                end_ns: Some(100),
+                ..Default::default()
+            }
+        )
+        .message_count,
+        Some(0)
+    );
     // An inverted range is an error, and writes nothing.
     let p3 = env.path("bad.ferry");
     let err = backup::create_archive(
         &a,
         &p3,
         &key(),
-        &ArchiveOptions { start_ns: Some(5), end_ns: Some(1), ..Default::default() },
+        &ArchiveOptions {
+            start_ns: Some(5),
+            end_ns: Some(1),
+            ..Default::default()
+        },
         &Origin::default(),
         &Control::new(),
     )
@@ -247,23 +315,69 @@ fn element_subsets() {
     let a = env.store("a");
     rich_store(&a);
     let consent_only = env.path("c.ferry");
-    let meta = create(&a, &consent_only, &ArchiveOptions { elements: vec![ArchiveElement::Consent], ..Default::default() });
+    let meta = create(
+        &a,
+        &consent_only,
+        &ArchiveOptions {
+            elements: vec![ArchiveElement::Consent],
+            ..Default::default()
+        },
+    );
     assert_eq!(meta.elements, vec![ArchiveElement::Consent]);
-    assert_eq!((meta.conversation_count, meta.message_count, meta.consent_count), (Some(0), Some(0), Some(3)));
+    assert_eq!(
+        (
+            meta.conversation_count,
+            meta.message_count,
+            meta.consent_count
+        ),
+        (Some(0), Some(0), Some(3))
+    );
     let mut b = env.store("b");
     let r = import(&mut b, &consent_only);
-    assert_eq!((r.conversations_added, r.messages_imported, r.consent_applied), (0, 0, 3));
+    assert_eq!(
+        (
+            r.conversations_added,
+            r.messages_imported,
+            r.consent_applied
+        ),
+        (0, 0, 3)
+    );
     assert!(all_messages(&b).is_empty());
 
     let messages_only = env.path("m.ferry");
-    let meta = create(&a, &messages_only, &ArchiveOptions { elements: vec![ArchiveElement::Messages], ..Default::default() });
+    let meta = create(
+        &a,
+        &messages_only,
+        &ArchiveOptions {
+            elements: vec![ArchiveElement::Messages],
+            ..Default::default()
+        },
+    );
     assert_eq!(meta.elements, vec![ArchiveElement::Messages]);
     let mut c = env.store("c");
     let r = import(&mut c, &messages_only);
-    assert_eq!((r.conversations_added, r.messages_imported, r.consent_applied), (2, 3, 0));
+    assert_eq!(
+        (
+            r.conversations_added,
+            r.messages_imported,
+            r.consent_applied
+        ),
+        (2, 3, 0)
+    );
     assert!(c.consent_list().unwrap().is_empty());
 
-    let err = backup::create_archive(&a, &env.path("n.ferry"), &key(), &ArchiveOptions { elements: vec![], ..Default::default() }, &Origin::default(), &Control::new()).unwrap_err();
+    let err = backup::create_archive(
+        &a,
+        &env.path("n.ferry"),
+        &key(),
+        &ArchiveOptions {
+            elements: vec![],
+            ..Default::default()
+        },
+        &Origin::default(),
+        &Control::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NoElements));
 }
 
@@ -271,7 +385,16 @@ fn element_subsets() {
 fn reimport_changes_nothing() {
     let env = Env::new();
     let mut a = env.store("a");
-    ferry_sdk::dev::seed(&mut a, &ferry_sdk::dev::SeedOptions { conversations: 7, messages: 3000, consent: 9, ..Default::default() }).unwrap();
+    ferry_sdk::dev::seed(
+        &mut a,
+        &ferry_sdk::dev::SeedOptions {
+            conversations: 7,
+            messages: 3000,
+            consent: 9,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let path = env.path("a.ferry");
     create(&a, &path, &ArchiveOptions::default());
     let mut b = env.store("b");
@@ -301,12 +424,25 @@ fn import_into_a_store_that_has_some_of_the_data() {
 
     let mut b = env.store("b");
     // b is active in conversation 1 and has one of its messages plus a newer one of its own.
-    b.insert_conversation(&conv(1, ConversationKind::Group, 50)).unwrap();
+    b.insert_conversation(&conv(1, ConversationKind::Group, 50))
+        .unwrap();
     b.insert_message(&msg(10, 1, 100)).unwrap();
     b.insert_message(&msg(99, 1, 150)).unwrap();
     // Newer local consent for the inbox, older for the conversation.
-    b.set_consent(&consent(ConsentEntity::Inbox, "spammer", ConsentState::Allowed, 25)).unwrap();
-    b.set_consent(&consent(ConsentEntity::Conversation, &hex::encode([1u8; 32]), ConsentState::Denied, 5)).unwrap();
+    b.set_consent(&consent(
+        ConsentEntity::Inbox,
+        "spammer",
+        ConsentState::Allowed,
+        25,
+    ))
+    .unwrap();
+    b.set_consent(&consent(
+        ConsentEntity::Conversation,
+        &hex::encode([1u8; 32]),
+        ConsentState::Denied,
+        5,
+    ))
+    .unwrap();
 
     let r = import(&mut b, &path);
     assert_eq!(r.conversations_added, 1);
@@ -314,12 +450,32 @@ fn import_into_a_store_that_has_some_of_the_data() {
     assert_eq!((r.messages_imported, r.messages_skipped), (2, 1));
     assert_eq!((r.consent_applied, r.consent_skipped), (2, 1));
     let c1 = b.conversation(&[1; 32]).unwrap().unwrap();
-    assert_eq!(c1.membership, Membership::Active, "an existing conversation keeps its state");
-    assert_eq!(c1.last_message_ns, Some(200), "takes the later last_message_ns");
-    assert!(b.message(&msg(99, 1, 0).id).unwrap().is_some(), "nothing local is deleted");
-    assert_eq!(b.consent(ConsentEntity::Inbox, "spammer").unwrap().unwrap().state, ConsentState::Allowed);
     assert_eq!(
-        b.consent(ConsentEntity::Conversation, &hex::encode([1u8; 32])).unwrap().unwrap().state,
+        c1.membership,
+        Membership::Active,
+        "an existing conversation keeps its state"
+    );
+    assert_eq!(
+        c1.last_message_ns,
+        Some(200),
+        "takes the later last_message_ns"
+    );
+    assert!(
+        b.message(&msg(99, 1, 0).id).unwrap().is_some(),
+        "nothing local is deleted"
+    );
+    assert_eq!(
+        b.consent(ConsentEntity::Inbox, "spammer")
+            .unwrap()
+            .unwrap()
+            .state,
+        ConsentState::Allowed
+    );
+    assert_eq!(
+        b.consent(ConsentEntity::Conversation, &hex::encode([1u8; 32]))
+            .unwrap()
+            .unwrap()
+            .state,
         ConsentState::Allowed
     );
 }
@@ -329,7 +485,16 @@ fn import_into_a_store_that_has_some_of_the_data() {
 fn failed_imports_write_nothing() {
     let env = Env::new();
     let mut a = env.store("a");
-    ferry_sdk::dev::seed(&mut a, &ferry_sdk::dev::SeedOptions { conversations: 5, messages: 20_000, consent: 4, ..Default::default() }).unwrap();
+    ferry_sdk::dev::seed(
+        &mut a,
+        &ferry_sdk::dev::SeedOptions {
+            conversations: 5,
+            messages: 20_000,
+            consent: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let path = env.path("a.ferry");
     create(&a, &path, &ArchiveOptions::default());
     let good = std::fs::read(&path).unwrap();
@@ -353,13 +518,48 @@ fn failed_imports_write_nothing() {
     let mut appended = good.clone();
     appended.extend_from_slice(b"extra");
     let cases: Vec<(&str, PathBuf, ArchiveKey, &str)> = vec![
-        ("wrong key", path.clone(), ArchiveKey::from_bytes(&[4u8; 32]).unwrap(), "wrong key"),
-        ("not an archive", variant("junk", b"just some text, not an archive at all"), key(), "not a Ferry archive"),
-        ("future version", variant("future", &future), key(), "newer than this Ferry reads"),
-        ("middle chunk", variant("mid", &flipped_middle), key(), "failed authentication"),
-        ("last chunk", variant("last", &flipped_last), key(), "failed authentication"),
-        ("truncated", variant("trunc", &good[..good.len() - 10]), key(), "truncated"),
-        ("appended", variant("app", &appended), key(), "data after its final chunk"),
+        (
+            "wrong key",
+            path.clone(),
+            ArchiveKey::from_bytes(&[4u8; 32]).unwrap(),
+            "wrong key",
+        ),
+        (
+            "not an archive",
+            variant("junk", b"just some text, not an archive at all"),
+            key(),
+            "not a Ferry archive",
+        ),
+        (
+            "future version",
+            variant("future", &future),
+            key(),
+            "newer than this Ferry reads",
+        ),
+        (
+            "middle chunk",
+            variant("mid", &flipped_middle),
+            key(),
+            "failed authentication",
+        ),
+        (
+            "last chunk",
+            variant("last", &flipped_last),
+            key(),
+            "failed authentication",
+        ),
+        (
+            "truncated",
+            variant("trunc", &good[..good.len() - 10]),
+            key(),
+            "truncated",
+        ),
+        (
+            "appended",
+            variant("app", &appended),
+            key(),
+            "data after its final chunk",
+        ),
     ];
     for (name, p, k, want) in cases {
         let err = backup::import_archive(&mut b, &p, &k, &Control::new()).unwrap_err();
@@ -367,7 +567,8 @@ fn failed_imports_write_nothing() {
         assert_eq!(b.dump().unwrap(), before, "{name} changed the store");
     }
     // A missing file.
-    let err = backup::import_archive(&mut b, &env.path("nope"), &key(), &Control::new()).unwrap_err();
+    let err =
+        backup::import_archive(&mut b, &env.path("nope"), &key(), &Control::new()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_eq!(b.dump().unwrap(), before);
 }
@@ -378,7 +579,15 @@ fn missing_parent_folder_is_a_clear_error() {
     let a = env.store("a");
     rich_store(&a);
     let path = env.path("no/such/folder/a.ferry");
-    let err = backup::create_archive(&a, &path, &key(), &ArchiveOptions::default(), &Origin::default(), &Control::new()).unwrap_err();
+    let err = backup::create_archive(
+        &a,
+        &path,
+        &key(),
+        &ArchiveOptions::default(),
+        &Origin::default(),
+        &Control::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::ParentMissing(_)), "{err}");
     assert!(err.to_string().contains("does not exist"));
     assert!(!env.path("no").exists());
@@ -397,7 +606,16 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn cancel_midway_leaves_no_file_and_no_rows() {
     let env = Env::new();
     let mut a = env.store("a");
-    ferry_sdk::dev::seed(&mut a, &ferry_sdk::dev::SeedOptions { conversations: 5, messages: 40_000, consent: 4, ..Default::default() }).unwrap();
+    ferry_sdk::dev::seed(
+        &mut a,
+        &ferry_sdk::dev::SeedOptions {
+            conversations: 5,
+            messages: 40_000,
+            consent: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let out_dir = env.path("out");
     std::fs::create_dir(&out_dir).unwrap();
     let path = out_dir.join("a.ferry");
@@ -414,11 +632,23 @@ fn cancel_midway_leaves_no_file_and_no_rows() {
             flag.store(true, Ordering::Relaxed);
         }
     });
-    let err = backup::create_archive(&a, &path, &key(), &ArchiveOptions::default(), &Origin::default(), &ctl).unwrap_err();
+    let err = backup::create_archive(
+        &a,
+        &path,
+        &key(),
+        &ArchiveOptions::default(),
+        &Origin::default(),
+        &ctl,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert!(calls.load(Ordering::Relaxed) >= 1);
     assert_eq!(std::fs::read(&path).unwrap(), b"previous archive");
-    assert_eq!(files_in(&out_dir), vec!["a.ferry".to_string()], "no temporary file is left");
+    assert_eq!(
+        files_in(&out_dir),
+        vec!["a.ferry".to_string()],
+        "no temporary file is left"
+    );
 
     // A whole archive, then an import cancelled midway.
     create(&a, &path, &ArchiveOptions::default());
@@ -440,15 +670,34 @@ fn cancel_midway_leaves_no_file_and_no_rows() {
 fn progress_is_reported_and_reaches_the_total() {
     let env = Env::new();
     let mut a = env.store("a");
-    ferry_sdk::dev::seed(&mut a, &ferry_sdk::dev::SeedOptions { conversations: 3, messages: 30_000, consent: 0, ..Default::default() }).unwrap();
+    ferry_sdk::dev::seed(
+        &mut a,
+        &ferry_sdk::dev::SeedOptions {
+            conversations: 3,
+            messages: 30_000,
+            consent: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let path = env.path("a.ferry");
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let ctl = Control::new().on_progress(move |p| s2.lock().unwrap().push(p));
-    backup::create_archive(&a, &path, &key(), &ArchiveOptions::default(), &Origin::default(), &ctl).unwrap();
+    backup::create_archive(
+        &a,
+        &path,
+        &key(),
+        &ArchiveOptions::default(),
+        &Origin::default(),
+        &ctl,
+    )
+    .unwrap();
     let create_seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(create_seen.len() >= 3);
-    assert!(create_seen.windows(2).all(|w| w[0].elements_done <= w[1].elements_done));
+    assert!(create_seen
+        .windows(2)
+        .all(|w| w[0].elements_done <= w[1].elements_done));
     let last = create_seen.last().unwrap();
     assert_eq!(last.elements_done, 30_003);
     assert_eq!(last.elements_total, 30_003);
@@ -470,8 +719,19 @@ fn metadata_reports_the_origin() {
     let a = env.store("a");
     rich_store(&a);
     let path = env.path("a.ferry");
-    let origin = Origin { inbox_id: "alice".into(), installation_id: vec![0xaa; 32] };
-    backup::create_archive(&a, &path, &key(), &ArchiveOptions::default(), &origin, &Control::new()).unwrap();
+    let origin = Origin {
+        inbox_id: "alice".into(),
+        installation_id: vec![0xaa; 32],
+    };
+    backup::create_archive(
+        &a,
+        &path,
+        &key(),
+        &ArchiveOptions::default(),
+        &origin,
+        &Control::new(),
+    )
+    .unwrap();
     let m = backup::archive_metadata(&path, &key()).unwrap();
     assert_eq!(m.inbox_id, "alice");
     assert_eq!(m.installation_id, hex::encode([0xaa; 32]));
@@ -488,7 +748,18 @@ fn restored_conversations_are_listed_as_inactive() {
     create(&a, &path, &ArchiveOptions::default());
     let mut b = env.store("b");
     import(&mut b, &path);
-    let inactive = b.conversations(&ConversationFilter { active: Some(false), ..Default::default() }).unwrap();
+    let inactive = b
+        .conversations(&ConversationFilter {
+            active: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(inactive.len(), 2);
-    assert!(b.conversations(&ConversationFilter { active: Some(true), ..Default::default() }).unwrap().is_empty());
+    assert!(b
+        .conversations(&ConversationFilter {
+            active: Some(true),
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty());
 }

@@ -35,6 +35,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Imports of at least this many messages may rebuild the time index (see
+/// [`Store::merge_expecting`]).
+pub const BULK_MIN_MESSAGES: u64 = 50_000;
+
 /// One installation's store.
 pub struct Store {
     conn: Connection,
@@ -92,6 +96,10 @@ impl Store {
         conn.pragma_update(None, "cache_size", -32768)?;
         let mut store = Store { conn, path };
         store.migrate()?;
+        // A bulk import that died between its commit and its index rebuild left no index.
+        store
+            .conn
+            .execute_batch(&schema::MESSAGES_TIME_INDEX.replace("INDEX", "INDEX IF NOT EXISTS"))?;
         Ok(store)
     }
 
@@ -354,9 +362,33 @@ impl Store {
     /// Starts an all-or-nothing merge (an archive import): nothing is visible to other
     /// connections until [`Merge::commit`]; dropping it rolls everything back.
     pub fn merge(&mut self) -> Result<Merge<'_>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.merge_expecting(0)
+    }
+
+    /// [`Store::merge`] for about `incoming` messages. When they far outnumber the messages
+    /// already stored (a restore onto a new installation), the merge drops the
+    /// conversation-and-time index and rebuilds it at commit, inside the same transaction.
+    pub fn merge_expecting(&mut self, incoming: u64) -> Result<Merge<'_>> {
+        // BEGIN IMMEDIATE by hand (rolled back by Merge's Drop) so the merge can keep using
+        // the connection after COMMIT, to rebuild the index.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let tx = MergeTx {
+            conn: &self.conn,
+            open: true,
+        };
+        let mut rebuild_index = false;
+        if incoming >= BULK_MIN_MESSAGES {
+            let limit = (incoming / 4) as i64 + 1;
+            let existing: i64 = tx.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM messages LIMIT ?1)",
+                [limit],
+                |r| r.get(0),
+            )?;
+            if existing < limit {
+                tx.execute_batch(schema::DROP_MESSAGES_TIME_INDEX)?;
+                rebuild_index = true;
+            }
+        }
         let mut convs = HashMap::new();
         {
             let mut stmt = tx.prepare("SELECT id, seq FROM conversations")?;
@@ -365,7 +397,11 @@ impl Store {
                 convs.insert(r.get::<_, Vec<u8>>(0)?, (r.get::<_, i64>(1)?, None));
             }
         }
-        Ok(Merge { tx, convs })
+        Ok(Merge {
+            tx,
+            convs,
+            rebuild_index,
+        })
     }
 
     /// A consistent read-only view of the store for an export.
@@ -435,9 +471,11 @@ pub enum ConversationOutcome {
 
 /// An all-or-nothing merge into the store. See [`Store::merge`].
 pub struct Merge<'a> {
-    tx: Transaction<'a>,
+    tx: MergeTx<'a>,
     /// Conversation id -> (seq, newest message merged in this transaction).
     convs: HashMap<Vec<u8>, (i64, Option<i64>)>,
+    /// The time index was dropped for this merge and must be rebuilt before commit.
+    rebuild_index: bool,
 }
 
 impl Merge<'_> {
@@ -489,8 +527,37 @@ impl Merge<'_> {
                 }
             }
         }
-        self.tx.commit()?;
+        let mut tx = self.tx;
+        tx.conn.execute_batch("COMMIT")?;
+        tx.open = false;
+        if self.rebuild_index {
+            // The index is derived data and the messages are already durable: it is built
+            // in a transaction of its own, from clean pages. If this fails or the process
+            // dies here, the next `Store::open` builds it.
+            tx.conn.execute_batch(schema::MESSAGES_TIME_INDEX)?;
+        }
         Ok(())
+    }
+}
+
+/// The write transaction of a [`Merge`]: rolled back unless committed.
+struct MergeTx<'a> {
+    conn: &'a Connection,
+    open: bool,
+}
+
+impl std::ops::Deref for MergeTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for MergeTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 }
 

@@ -107,13 +107,14 @@ pub struct Message {
 }
 
 impl Message {
-    /// The text to show: the content for text types, else the fallback.
+    /// The text to show: the content for text types (when it is UTF-8), else the fallback.
     pub fn text(&self) -> Option<String> {
         if self.content_type.is_text() {
-            Some(String::from_utf8_lossy(&self.content).into_owned())
-        } else {
-            self.fallback.clone()
+            if let Ok(s) = std::str::from_utf8(&self.content) {
+                return Some(s.to_string());
+            }
         }
+        self.fallback.clone()
     }
 }
 

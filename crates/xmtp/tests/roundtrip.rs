@@ -45,7 +45,7 @@ fn reaction_content(i: usize) -> EncodedContent {
         parameters: HashMap::new(),
         fallback: Some(format!("Reacted 👍 to message {i}")),
         content: vec![0xde, 0xad, i as u8, 0xbe, 0xef],
-        compression: (i % 2 == 0).then_some(Compression::Gzip as i32),
+        compression: i.is_multiple_of(2).then_some(Compression::Gzip as i32),
     }
 }
 
@@ -57,7 +57,7 @@ fn group(i: usize) -> proto::GroupSave {
         membership_state: (i % 6) as i32,
         installations_last_checked: 5,
         added_by_inbox_id: format!("inbox-{i}"),
-        welcome_id: (i % 2 == 0).then_some(i as i64),
+        welcome_id: i.is_multiple_of(2).then_some(i as i64),
         rotated_at_ns: 7,
         conversation_type: if dm {
             ConversationType::Dm
@@ -103,7 +103,7 @@ fn message(i: usize) -> proto::GroupMessageSave {
         version_major: 1,
         version_minor: (i % 2) as i32,
         authority_id: "xmtp.org".into(),
-        reference_id: (i % 7 == 0).then(|| vec![1, 2, 3]),
+        reference_id: i.is_multiple_of(7).then(|| vec![1, 2, 3]),
         sequence_id: Some(i as i64),
         originator_id: (i % 2 == 1).then_some(100),
         content_type: "text".into(),

@@ -289,7 +289,7 @@ pub fn create_archive_with(
     let mut step = |w: &mut ArchiveWriter<_>, e: Element| -> Result<()> {
         w.write(e)?;
         done += 1;
-        if done % REPORT_EVERY == 0 {
+        if done.is_multiple_of(REPORT_EVERY) {
             ctl.check()?;
             ctl.report(Progress {
                 bytes_done: w.summary().bytes_written,
@@ -489,6 +489,7 @@ fn import_ferry(
     let mut reader = ArchiveReader::open(BufReader::with_capacity(1 << 20, f), key)?;
     let m = reader.metadata();
     let total = m.conversation_count + m.message_count + m.consent_count;
+    let expected = m.message_count;
     let produce = move |tx: &crossbeam_channel::Sender<(Vec<Item>, u64)>| -> Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(e) = reader.next_element()? {
@@ -508,7 +509,7 @@ fn import_ferry(
         let _ = tx.send((batch, reader.bytes_read()));
         Ok(())
     };
-    apply_items(store, len, total, ctl, produce)
+    apply_items(store, len, total, expected, ctl, produce)
 }
 
 /// Runs `produce` on a second thread (decrypting, decompressing, decoding) while this thread
@@ -517,6 +518,7 @@ pub(crate) fn apply_items<P>(
     store: &mut Store,
     bytes_total: u64,
     elements_total: u64,
+    expected_messages: u64,
     ctl: &Control,
     produce: P,
 ) -> Result<ImportReport>
@@ -524,7 +526,7 @@ where
     P: FnOnce(&crossbeam_channel::Sender<(Vec<Item>, u64)>) -> Result<()> + Send,
 {
     let (tx, rx) = crossbeam_channel::bounded::<(Vec<Item>, u64)>(8);
-    let mut merge = store.merge()?;
+    let mut merge = store.merge_expecting(expected_messages)?;
     let report = std::thread::scope(|s| {
         let producer = s.spawn(move || produce(&tx));
         let applied = consume(&mut merge, &rx, bytes_total, elements_total, ctl);
