@@ -1068,7 +1068,11 @@ fn another_xmtp_version_is_refused_by_name() {
     bytes[0] = 3;
     let path = dir.path().join("v3.xmtp");
     std::fs::write(&path, &bytes).unwrap();
-    let err = ferry_sdk::backup::archive_metadata(&path, &ferry_sdk::ArchiveKey::from_bytes(&[0; 32]).unwrap()).unwrap_err();
+    let err = ferry_sdk::backup::archive_metadata(
+        &path,
+        &ferry_sdk::ArchiveKey::from_bytes(&[0; 32]).unwrap(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains('3'), "{err}");
     assert!(!err.to_string().contains("not a Ferry archive"), "{err}");
 }

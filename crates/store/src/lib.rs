@@ -39,6 +39,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Store::merge_expecting`]).
 pub const BULK_MIN_MESSAGES: u64 = 50_000;
 
+/// The page cache: 32 MiB (negative means KiB), enough to keep the hot part of large imports.
+const CACHE_KIB: i64 = -32768;
+
 /// One installation's store.
 pub struct Store {
     conn: Connection,
@@ -91,9 +94,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
         // 32 MiB of page cache: large imports keep the message-id index hot.
-        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         let mut store = Store { conn, path };
         store.migrate()?;
         // A bulk import that died between its commit and its index rebuild left no index.
@@ -401,6 +403,7 @@ impl Store {
             tx,
             convs,
             rebuild_index,
+            dup_score: 0,
         })
     }
 
@@ -476,7 +479,11 @@ pub struct Merge<'a> {
     convs: HashMap<Vec<u8>, (i64, Option<i64>)>,
     /// The time index was dropped for this merge and must be rebuilt before commit.
     rebuild_index: bool,
+    /// Recent duplicates minus recent inserts, clamped: above zero, probe before inserting.
+    dup_score: i32,
 }
+
+const DUP_SCORE_MAX: i32 = 32;
 
 impl Merge<'_> {
     /// Adds a conversation unless one with its id exists, which keeps its state.
@@ -501,9 +508,24 @@ impl Merge<'_> {
             return Err(Error::NoSuchConversation(hex::encode(&m.conversation_id)));
         };
         let seq = *seq;
+        // While recent messages were mostly duplicates (a re-import), probe for the id first:
+        // a one-column lookup is far cheaper than building a whole row that then conflicts.
+        if self.dup_score > 0 {
+            let exists: bool = self
+                .tx
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM messages WHERE id = ?1)")?
+                .query_row([&m.id], |r| r.get(0))?;
+            if exists {
+                self.dup_score = (self.dup_score + 1).min(DUP_SCORE_MAX);
+                return Ok(false);
+            }
+        }
         let added = insert_message(&self.tx, seq, m)?;
         if added {
             *newest = Some(newest.map_or(m.sent_at_ns, |n| n.max(m.sent_at_ns)));
+            self.dup_score = (self.dup_score - 1).max(-DUP_SCORE_MAX);
+        } else {
+            self.dup_score = (self.dup_score + 1).min(DUP_SCORE_MAX);
         }
         Ok(added)
     }
@@ -534,7 +556,11 @@ impl Merge<'_> {
             // The index is derived data and the messages are already durable: it is built
             // in a transaction of its own, from clean pages. If this fails or the process
             // dies here, the next `Store::open` builds it.
-            tx.conn.execute_batch(schema::MESSAGES_TIME_INDEX)?;
+            // A small cache bounds the sort's memory; the rebuild streams through temp files.
+            tx.conn.pragma_update(None, "cache_size", -8192)?;
+            let built = tx.conn.execute_batch(schema::MESSAGES_TIME_INDEX);
+            tx.conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+            built?;
         }
         Ok(())
     }

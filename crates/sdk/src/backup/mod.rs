@@ -478,6 +478,23 @@ pub(crate) enum Item {
 
 const BATCH: usize = 2048;
 
+/// Where a reading thread sends decoded batches; it also takes back applied batches to free.
+pub(crate) struct BatchSink {
+    tx: crossbeam_channel::Sender<(Vec<Item>, u64)>,
+    back: crossbeam_channel::Receiver<Vec<Item>>,
+}
+
+impl BatchSink {
+    /// Sends a batch (and how many input bytes have been read); false when the writing side
+    /// has stopped.
+    pub(crate) fn send(&self, batch: Vec<Item>, bytes_read: u64) -> bool {
+        while let Ok(done) = self.back.try_recv() {
+            drop(done);
+        }
+        self.tx.send((batch, bytes_read)).is_ok()
+    }
+}
+
 fn import_ferry(
     store: &mut Store,
     f: File,
@@ -490,7 +507,7 @@ fn import_ferry(
     let m = reader.metadata();
     let total = m.conversation_count + m.message_count + m.consent_count;
     let expected = m.message_count;
-    let produce = move |tx: &crossbeam_channel::Sender<(Vec<Item>, u64)>| -> Result<()> {
+    let produce = move |tx: &BatchSink| -> Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(e) = reader.next_element()? {
             batch.push(match e {
@@ -501,12 +518,12 @@ fn import_ferry(
             });
             if batch.len() == BATCH {
                 let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if tx.send((b, reader.bytes_read())).is_err() {
+                if !tx.send(b, reader.bytes_read()) {
                     return Ok(());
                 }
             }
         }
-        let _ = tx.send((batch, reader.bytes_read()));
+        tx.send(batch, reader.bytes_read());
         Ok(())
     };
     apply_items(store, len, total, expected, ctl, produce)
@@ -523,13 +540,15 @@ pub(crate) fn apply_items<P>(
     produce: P,
 ) -> Result<ImportReport>
 where
-    P: FnOnce(&crossbeam_channel::Sender<(Vec<Item>, u64)>) -> Result<()> + Send,
+    P: FnOnce(&BatchSink) -> Result<()> + Send,
 {
     let (tx, rx) = crossbeam_channel::bounded::<(Vec<Item>, u64)>(8);
+    let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<Item>>();
+    let tx = BatchSink { tx, back: back_rx };
     let mut merge = store.merge_expecting(expected_messages)?;
     let report = std::thread::scope(|s| {
         let producer = s.spawn(move || produce(&tx));
-        let applied = consume(&mut merge, &rx, bytes_total, elements_total, ctl);
+        let applied = consume(&mut merge, &rx, &back_tx, bytes_total, elements_total, ctl);
         // Stop the producer if we failed early, then learn whether it failed.
         drop(rx);
         let produced = producer.join().expect("archive reader thread panicked");
@@ -551,6 +570,7 @@ where
 fn consume(
     merge: &mut ferry_store::Merge<'_>,
     rx: &crossbeam_channel::Receiver<(Vec<Item>, u64)>,
+    back: &crossbeam_channel::Sender<Vec<Item>>,
     bytes_total: u64,
     elements_total: u64,
     ctl: &Control,
@@ -560,10 +580,10 @@ fn consume(
     let mut last_report = 0u64;
     for (batch, bytes) in rx.iter() {
         ctl.check()?;
-        for item in batch {
+        for item in &batch {
             done += 1;
             match item {
-                Item::Conversation(c) => match merge.conversation(&c)? {
+                Item::Conversation(c) => match merge.conversation(c)? {
                     ConversationOutcome::Added => report.conversations_added += 1,
                     ConversationOutcome::Existing => report.conversations_merged += 1,
                 },
@@ -575,14 +595,14 @@ fn consume(
                             hex::encode(&m.conversation_id)
                         )));
                     }
-                    if merge.message(&m)? {
+                    if merge.message(m)? {
                         report.messages_imported += 1;
                     } else {
                         report.messages_skipped += 1;
                     }
                 }
                 Item::Consent(c) => {
-                    if merge.consent(&c)? {
+                    if merge.consent(c)? {
                         report.consent_applied += 1;
                     } else {
                         report.consent_skipped += 1;
@@ -591,6 +611,9 @@ fn consume(
                 Item::Skipped => report.unknown_skipped += 1,
             }
         }
+        // The reading thread allocated these; it frees them too (cheaper than a cross-thread
+        // free with the system allocator).
+        let _ = back.send(batch);
         if done - last_report >= REPORT_EVERY {
             last_report = done;
             ctl.report(Progress {

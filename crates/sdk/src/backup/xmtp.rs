@@ -25,6 +25,7 @@ use ferry_store::{
 use ferry_xmtp::proto::{self, EncodedContent};
 use ferry_xmtp::{decode_encoded_content, Selection, XmtpReader, XmtpRecord};
 
+use super::BatchSink;
 use super::{
     apply_items, ArchiveElement, ArchiveFormat, ArchiveMetadata, Control, ImportReport, Item,
     VerifyReport, BATCH,
@@ -124,20 +125,20 @@ pub(crate) fn import(
 ) -> Result<ImportReport> {
     // Opening (header, key check, metadata) happens before any write.
     let mut reader = open(f, key)?;
-    let produce = move |tx: &crossbeam_channel::Sender<(Vec<Item>, u64)>| -> Result<()> {
+    let produce = move |tx: &BatchSink| -> Result<()> {
         let mut mapper = Mapper::default();
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(record) = reader.next_record()? {
             batch.push(mapper.item(record)?);
             if batch.len() == BATCH {
                 let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if tx.send((b, reader.bytes_read())).is_err() {
+                if !tx.send(b, reader.bytes_read()) {
                     // The writer stopped (and says why).
                     return Ok(());
                 }
             }
         }
-        let _ = tx.send((batch, reader.bytes_read()));
+        tx.send(batch, reader.bytes_read());
         Ok(())
     };
     // libxmtp archives carry no element counts.
