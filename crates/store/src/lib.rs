@@ -69,10 +69,11 @@ pub struct MessageFilter {
 
 const CONVERSATION_COLS: &str = "seq, id, kind, created_at_ns, name, description, image_url, \
      creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns";
-const MESSAGE_COLS: &str =
-    "m.id, c.id, m.sender_inbox_id, m.sender_installation_id, m.sent_at_ns, m.kind, \
-     m.content_authority, m.content_type, m.content_major, m.content_minor, m.content, m.fallback, \
-     m.parameters, m.reference_id, m.delivery_status";
+const MESSAGE_COLS: &str = "m.id, c.id, s.inbox_id, s.installation_id, m.sent_at_ns, m.kind, \
+     t.authority, t.type_id, t.major, t.minor, m.content, m.fallback, m.parameters, \
+     m.reference_id, m.delivery_status";
+const MESSAGE_FROM: &str = "messages m JOIN conversations c ON c.seq = m.conversation \
+     JOIN senders s ON s.seq = m.sender JOIN content_types t ON t.seq = m.content_type";
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
@@ -234,7 +235,9 @@ impl Store {
         let conv = self
             .conversation_seq(&m.conversation_id)?
             .ok_or_else(|| Error::NoSuchConversation(hex::encode(&m.conversation_id)))?;
-        let added = insert_message(&self.conn, conv, m)?;
+        let sender = intern_sender(&self.conn, &m.sender_inbox_id, &m.sender_installation_id)?;
+        let ctype = intern_content_type(&self.conn, &m.content_type)?;
+        let added = insert_message(&self.conn, conv, sender, ctype, m)?;
         if added {
             self.conn.execute(
                 "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
@@ -256,10 +259,7 @@ impl Store {
 
     /// Messages in sending order (sent_at_ns, then arrival).
     pub fn messages(&self, f: &MessageFilter) -> Result<Vec<Message>> {
-        let mut sql = format!(
-            "SELECT {MESSAGE_COLS} FROM messages m JOIN conversations c ON c.seq = m.conversation \
-             WHERE 1=1"
-        );
+        let mut sql = format!("SELECT {MESSAGE_COLS} FROM {MESSAGE_FROM} WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(id) = &f.conversation_id {
             sql.push_str(" AND c.id = ?");
@@ -285,10 +285,7 @@ impl Store {
     pub fn message(&self, id: &[u8]) -> Result<Option<Message>> {
         self.conn
             .query_row(
-                &format!(
-                    "SELECT {MESSAGE_COLS} FROM messages m JOIN conversations c \
-                     ON c.seq = m.conversation WHERE m.id = ?1"
-                ),
+                &format!("SELECT {MESSAGE_COLS} FROM {MESSAGE_FROM} WHERE m.id = ?1"),
                 [id],
                 message_from_row,
             )
@@ -404,6 +401,8 @@ impl Store {
             convs,
             rebuild_index,
             dup_score: 0,
+            senders: HashMap::new(),
+            ctypes: HashMap::new(),
         })
     }
 
@@ -422,6 +421,8 @@ impl Store {
         for (table, order) in [
             ("conversations", "seq"),
             ("messages", "id"),
+            ("senders", "seq"),
+            ("content_types", "seq"),
             ("consent", "entity_type, entity"),
             ("preferences", "key"),
             ("settings", "key"),
@@ -481,6 +482,9 @@ pub struct Merge<'a> {
     rebuild_index: bool,
     /// Recent duplicates minus recent inserts, clamped: above zero, probe before inserting.
     dup_score: i32,
+    /// Inbox -> (installation, sender seq), filled as senders are met.
+    senders: HashMap<String, Vec<(Vec<u8>, i64)>>,
+    ctypes: HashMap<ContentType, i64>,
 }
 
 const DUP_SCORE_MAX: i32 = 32;
@@ -504,10 +508,9 @@ impl Merge<'_> {
 
     /// Adds a message unless its id is stored; true when added. Its conversation must be known.
     pub fn message(&mut self, m: &Message) -> Result<bool> {
-        let Some((seq, newest)) = self.convs.get_mut(&m.conversation_id) else {
+        let Some(&(seq, _)) = self.convs.get(&m.conversation_id) else {
             return Err(Error::NoSuchConversation(hex::encode(&m.conversation_id)));
         };
-        let seq = *seq;
         // While recent messages were mostly duplicates (a re-import), probe for the id first:
         // a one-column lookup is far cheaper than building a whole row that then conflicts.
         if self.dup_score > 0 {
@@ -520,14 +523,39 @@ impl Merge<'_> {
                 return Ok(false);
             }
         }
-        let added = insert_message(&self.tx, seq, m)?;
+        let sender = self.sender(&m.sender_inbox_id, &m.sender_installation_id)?;
+        let ctype = match self.ctypes.get(&m.content_type) {
+            Some(&t) => t,
+            None => {
+                let t = intern_content_type(&self.tx, &m.content_type)?;
+                self.ctypes.insert(m.content_type.clone(), t);
+                t
+            }
+        };
+        let added = insert_message(&self.tx, seq, sender, ctype, m)?;
         if added {
-            *newest = Some(newest.map_or(m.sent_at_ns, |n| n.max(m.sent_at_ns)));
+            if let Some((_, newest)) = self.convs.get_mut(&m.conversation_id) {
+                *newest = Some(newest.map_or(m.sent_at_ns, |n| n.max(m.sent_at_ns)));
+            }
             self.dup_score = (self.dup_score - 1).max(-DUP_SCORE_MAX);
         } else {
             self.dup_score = (self.dup_score + 1).min(DUP_SCORE_MAX);
         }
         Ok(added)
+    }
+
+    fn sender(&mut self, inbox: &str, installation: &[u8]) -> Result<i64> {
+        if let Some(list) = self.senders.get(inbox) {
+            if let Some((_, seq)) = list.iter().find(|(i, _)| i == installation) {
+                return Ok(*seq);
+            }
+        }
+        let seq = intern_sender(&self.tx, inbox, installation)?;
+        self.senders
+            .entry(inbox.to_string())
+            .or_default()
+            .push((installation.to_vec(), seq));
+        Ok(seq)
     }
 
     /// Applies a consent record if it is newer than the stored one; true when applied.
@@ -557,8 +585,11 @@ impl Merge<'_> {
             // in a transaction of its own, from clean pages. If this fails or the process
             // dies here, the next `Store::open` builds it.
             // A small cache bounds the sort's memory; the rebuild streams through temp files.
+            // The import's reading thread is done, so the sort may use a second core.
             tx.conn.pragma_update(None, "cache_size", -8192)?;
+            tx.conn.pragma_update(None, "threads", 2)?;
             let built = tx.conn.execute_batch(schema::MESSAGES_TIME_INDEX);
+            tx.conn.pragma_update(None, "threads", 0)?;
             tx.conn.pragma_update(None, "cache_size", CACHE_KIB)?;
             built?;
         }
@@ -653,11 +684,28 @@ impl Snapshot<'_> {
                 }
             }
         }
+        let senders: HashMap<i64, (String, Vec<u8>)> = self
+            .lookup("SELECT seq, inbox_id, installation_id FROM senders", |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .map_err(Error::from)?;
+        let ctypes: HashMap<i64, ContentType> = self
+            .lookup(
+                "SELECT seq, authority, type_id, major, minor FROM content_types",
+                |r| {
+                    Ok(ContentType {
+                        authority: r.get(1)?,
+                        type_id: r.get(2)?,
+                        major: r.get(3)?,
+                        minor: r.get(4)?,
+                    })
+                },
+            )
+            .map_err(Error::from)?;
         let mut stmt = self
             .tx
             .prepare(
-                "SELECT conversation, id, sender_inbox_id, sender_installation_id, sent_at_ns, kind,
-                        content_authority, content_type, content_major, content_minor, content,
+                "SELECT conversation, id, sender, sent_at_ns, kind, content_type, content,
                         fallback, parameters, reference_id, delivery_status
                  FROM messages WHERE sent_at_ns >= ?1 AND sent_at_ns < ?2 ORDER BY id",
             )
@@ -667,10 +715,47 @@ impl Snapshot<'_> {
             let Some(conv) = ids.get(&r.get::<_, i64>(0).map_err(Error::from)?) else {
                 continue;
             };
-            let m = message_fields(r, 1, conv.to_vec()).map_err(Error::from)?;
+            let m = (|| -> Result<Message> {
+                let (inbox, installation) = senders
+                    .get(&r.get::<_, i64>(2)?)
+                    .ok_or(Error::Corrupt("messages.sender"))?;
+                let content_type = ctypes
+                    .get(&r.get::<_, i64>(5)?)
+                    .ok_or(Error::Corrupt("messages.content_type"))?;
+                Ok(Message {
+                    id: r.get(1)?,
+                    conversation_id: conv.to_vec(),
+                    sender_inbox_id: inbox.clone(),
+                    sender_installation_id: installation.clone(),
+                    sent_at_ns: r.get(3)?,
+                    kind: MessageKind::from_i64(r.get(4)?).unwrap_or(MessageKind::Application),
+                    content_type: content_type.clone(),
+                    content: r.get(6)?,
+                    fallback: r.get(7)?,
+                    parameters: r.get(8)?,
+                    reference_id: r.get(9)?,
+                    delivery_status: DeliveryStatus::from_i64(r.get(10)?)
+                        .unwrap_or(DeliveryStatus::Published),
+                })
+            })()?;
             f(m)?;
         }
         Ok(())
+    }
+
+    /// A table of small rows keyed by their `seq` (column 0).
+    fn lookup<T>(
+        &self,
+        sql: &str,
+        f: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<HashMap<i64, T>> {
+        let mut stmt = self.tx.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next()? {
+            out.insert(r.get(0)?, f(r)?);
+        }
+        Ok(out)
     }
 
     pub fn consent(&self) -> Result<Vec<ConsentRecord>> {
@@ -705,26 +790,26 @@ fn insert_conversation(conn: &Connection, c: &Conversation) -> Result<bool> {
         > 0)
 }
 
-fn insert_message(conn: &Connection, conv: i64, m: &Message) -> Result<bool> {
+fn insert_message(
+    conn: &Connection,
+    conv: i64,
+    sender: i64,
+    content_type: i64,
+    m: &Message,
+) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO messages (id, conversation, sender_inbox_id,
-                 sender_installation_id, sent_at_ns, kind, content_authority, content_type,
-                 content_major, content_minor, content, fallback, parameters, reference_id,
-                 delivery_status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT OR IGNORE INTO messages (id, conversation, sender, sent_at_ns, kind,
+                 content_type, content, fallback, parameters, reference_id, delivery_status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             m.id,
             conv,
-            m.sender_inbox_id,
-            m.sender_installation_id,
+            sender,
             m.sent_at_ns,
             m.kind.as_i64(),
-            m.content_type.authority,
-            m.content_type.type_id,
-            m.content_type.major,
-            m.content_type.minor,
+            content_type,
             m.content,
             m.fallback,
             m.parameters,
@@ -732,6 +817,34 @@ fn insert_message(conn: &Connection, conv: i64, m: &Message) -> Result<bool> {
             m.delivery_status.as_i64()
         ])?
         > 0)
+}
+
+/// The number of a sender (inbox and installation), adding it when new.
+fn intern_sender(conn: &Connection, inbox: &str, installation: &[u8]) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO senders (inbox_id, installation_id) VALUES (?1, ?2)",
+    )?
+    .execute(params![inbox, installation])?;
+    Ok(conn
+        .prepare_cached("SELECT seq FROM senders WHERE inbox_id = ?1 AND installation_id = ?2")?
+        .query_row(params![inbox, installation], |r| r.get(0))?)
+}
+
+/// The number of a content type, adding it when new.
+fn intern_content_type(conn: &Connection, t: &ContentType) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO content_types (authority, type_id, major, minor)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![t.authority, t.type_id, t.major, t.minor])?;
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM content_types
+             WHERE authority = ?1 AND type_id = ?2 AND major = ?3 AND minor = ?4",
+        )?
+        .query_row(params![t.authority, t.type_id, t.major, t.minor], |r| {
+            r.get(0)
+        })?)
 }
 
 fn set_consent(conn: &Connection, c: &ConsentRecord) -> Result<bool> {
@@ -781,7 +894,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Message>> {
 }
 
 /// Reads a message whose id is in column `id_col` and whose other fields are in columns 2..=14
-/// (the layout of MESSAGE_COLS and of the export query).
+/// (the layout of MESSAGE_COLS).
 fn message_fields(
     r: &Row<'_>,
     id_col: usize,
