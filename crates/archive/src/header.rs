@@ -56,6 +56,15 @@ impl Header {
     ) -> Result<(Header, DerivedKeys)> {
         let mut salt = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+        Self::seal_with_salt(key, segment_size, kdf, salt)
+    }
+
+    fn seal_with_salt(
+        key: &ArchiveKey,
+        segment_size: u32,
+        kdf: Argon2Params,
+        salt: [u8; 32],
+    ) -> Result<(Header, DerivedKeys)> {
         let params = match key {
             ArchiveKey::Raw(_) => None,
             ArchiveKey::Passphrase(_) => Some(kdf),
@@ -210,4 +219,44 @@ pub(crate) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The worked example of docs/archive-format.md §14, computed there by an independent
+    /// script: this writer must produce exactly those bytes.
+    #[test]
+    fn header_matches_the_spec_worked_example() {
+        let key_bytes: Vec<u8> = (0u8..32).collect();
+        let salt: [u8; 32] = std::array::from_fn(|i| 0xa0 + i as u8);
+        let key = ArchiveKey::from_bytes(&key_bytes).unwrap();
+        let (h, keys) = Header::seal_with_salt(&key, 1 << 20, Argon2Params::DEFAULT, salt).unwrap();
+        let b = h.as_bytes();
+        // magic, major 1, minor 0, raw key, zstd, S = 1 MiB, Argon2 fields zero, salt.
+        let mut want = "8946455252590d0a".to_string() + "0100" + "0101" + "00001000";
+        want += &"00".repeat(12);
+        want += &hex(&salt);
+        assert_eq!(hex(&b[0..60]), want);
+        assert_eq!(hex(&b[60..76]), "3bff4a7c6c13ecbcdf02b4b382ab6f0d");
+        assert_eq!(
+            hex(&b[76..108]),
+            "3668f860f9b0af4b1060beae41603a0cafb3852c2ff09342e6f4e1a7e8a831e7"
+        );
+        assert_eq!(hex(&b[108..112]), "3f95c1b3");
+        assert_eq!(
+            hex(&keys.header_mac_key[..]),
+            "c2f482923fc6a2415779bff52ba5e3fde7afc7f24b45a32dc1156981d9efa8e4"
+        );
+        assert_eq!(
+            hex(&keys.payload_key[..]),
+            "c91e5d2d10f5a55ffe253d074d39691a0311eabbea76509e235a05cd332a8032"
+        );
+        assert_eq!(hex(&keys.nonce_prefix), "73d8e4b2b655ee");
+    }
 }

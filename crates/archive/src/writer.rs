@@ -174,6 +174,10 @@ impl<W: Write> ArchiveWriter<W> {
         encode_frame(&element, &mut self.segment)?;
         self.summary.plaintext_bytes += (self.segment.len() - before) as u64;
         self.summary.elements += 1;
+        self.flush_full_segments()
+    }
+
+    fn flush_full_segments(&mut self) -> Result<()> {
         // A full segment is sent only once bytes beyond it exist, so the final chunk is never
         // empty-by-accident and always carries the last flag.
         while self.segment.len() > self.segment_size {
@@ -184,6 +188,24 @@ impl<W: Write> ArchiveWriter<W> {
             self.dispatch(full, false)?;
         }
         Ok(())
+    }
+
+    /// Appends one element given as the protobuf encoding of an `ArchiveElement`, verbatim:
+    /// for tools that copy elements between archives, including kinds this version does not
+    /// know (written by a newer 1.x writer). The bytes are not checked beyond the frame limit.
+    pub fn write_encoded(&mut self, element: &[u8]) -> Result<()> {
+        if element.len() as u64 > MAX_FRAME {
+            return Err(Error::FrameTooLarge {
+                len: element.len() as u64,
+                max: MAX_FRAME,
+            });
+        }
+        let before = self.segment.len();
+        prost::encoding::encode_varint(element.len() as u64, &mut self.segment);
+        self.segment.extend_from_slice(element);
+        self.summary.plaintext_bytes += (self.segment.len() - before) as u64;
+        self.summary.elements += 1;
+        self.flush_full_segments()
     }
 
     /// What has been written so far.

@@ -489,3 +489,32 @@ fn oversized_elements_are_refused_by_the_writer() {
         Error::FrameTooLarge { .. }
     ));
 }
+
+#[test]
+fn unknown_element_kinds_are_returned_as_unknown_and_counted() {
+    let mut w = ArchiveWriter::new(Vec::new(), &key(), metadata(), &small_opts(0)).unwrap();
+    w.write(message(1)).unwrap();
+    // An ArchiveElement whose only field is number 15 (a kind a newer 1.x writer might add):
+    // tag (15 << 3 | 2), length 3, "new".
+    w.write_encoded(&[0x7a, 3, b'n', b'e', b'w']).unwrap();
+    w.write(message(2)).unwrap();
+    let (bytes, _) = w.finish().unwrap();
+    let mut r = ArchiveReader::open(&bytes[..], &key()).unwrap();
+    assert_eq!(r.next_element().unwrap(), Some(message(1)));
+    assert_eq!(r.next_element().unwrap(), Some(Element::Unknown));
+    assert_eq!(r.next_element().unwrap(), Some(message(2)));
+    assert_eq!(r.next_element().unwrap(), None);
+    assert_eq!(r.unknown_skipped(), 1);
+}
+
+#[test]
+fn metadata_that_does_not_fit_one_segment_is_refused_by_the_writer() {
+    let big = Metadata {
+        label: "x".repeat(5000),
+        ..metadata()
+    };
+    let err = ArchiveWriter::new(Vec::new(), &key(), big, &small_opts(0))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("label"), "{err}");
+}

@@ -763,3 +763,55 @@ fn restored_conversations_are_listed_as_inactive() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn unknown_elements_are_skipped_and_counted() {
+    use ferry_archive::proto as pb;
+    use ferry_archive::{ArchiveWriter, Element, WriterOptions};
+    let env = Env::new();
+    let path = env.path("newer.ferry");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = ArchiveWriter::new(
+        file,
+        &key(),
+        pb::Metadata {
+            elements: vec![pb::ElementKind::Messages as i32],
+            conversation_count: 1,
+            message_count: 1,
+            ..Default::default()
+        },
+        &WriterOptions::default(),
+    )
+    .unwrap();
+    w.write(Element::Conversation(pb::Conversation {
+        id: vec![1; 32],
+        kind: pb::ConversationKind::Group as i32,
+        name: "from a newer Ferry".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    // A kind this version does not know (field 15).
+    w.write_encoded(&[0x7a, 2, 1, 2]).unwrap();
+    w.write(Element::Message(pb::Message {
+        id: vec![5; 32],
+        conversation_id: vec![1; 32],
+        sender_inbox_id: "bob".into(),
+        sent_at_ns: 7,
+        content_type: Some(pb::ContentType {
+            authority: "ferry.chat".into(),
+            type_id: "text".into(),
+            major: 1,
+            minor: 0,
+        }),
+        content: b"hi".to_vec(),
+        ..Default::default()
+    }))
+    .unwrap();
+    w.finish().unwrap();
+    let mut b = env.store("b");
+    let r = import(&mut b, &path);
+    assert_eq!(r.unknown_skipped, 1);
+    assert_eq!(r.messages_imported, 1);
+    assert_eq!(r.conversations_added, 1);
+    assert_eq!(all_messages(&b)[0].text().as_deref(), Some("hi"));
+}
