@@ -70,14 +70,26 @@ fn senders_and_content_types_are_stored_once_and_read_back() {
     for n in 0..100 {
         assert!(s.insert_message(&msg(n, 1)).unwrap());
     }
-    assert!(!s.insert_message(&msg(3, 1)).unwrap(), "a duplicate id is not inserted");
-    let senders: i64 = s.conn().query_row("SELECT count(*) FROM senders", [], |r| r.get(0)).unwrap();
-    let types: i64 = s.conn().query_row("SELECT count(*) FROM content_types", [], |r| r.get(0)).unwrap();
+    assert!(
+        !s.insert_message(&msg(3, 1)).unwrap(),
+        "a duplicate id is not inserted"
+    );
+    let senders: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM senders", [], |r| r.get(0))
+        .unwrap();
+    let types: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM content_types", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(senders, 21, "7 inboxes x 3 installations");
     assert_eq!(types, 2);
     let back = s.messages(&MessageFilter::default()).unwrap();
     assert_eq!(back, (0..100).map(|n| msg(n, 1)).collect::<Vec<_>>());
-    assert_eq!(s.conversation(&[1; 16]).unwrap().unwrap().last_message_ns, Some(99));
+    assert_eq!(
+        s.conversation(&[1; 16]).unwrap().unwrap().last_message_ns,
+        Some(99)
+    );
 }
 
 #[test]
@@ -138,7 +150,9 @@ fn open_rebuilds_an_index_lost_between_commit_and_rebuild() {
     let path = dir.path().join("s.db");
     {
         let s = Store::open(&path).unwrap();
-        s.conn().execute_batch("DROP INDEX messages_conversation_time").unwrap();
+        s.conn()
+            .execute_batch("DROP INDEX messages_conversation_time")
+            .unwrap();
         assert!(!has_time_index(&s));
     }
     let s = Store::open(&path).unwrap();
@@ -156,10 +170,19 @@ fn consent_keeps_the_newer_record() {
     };
     assert!(s.set_consent(&rec(ConsentState::Allowed, 10)).unwrap());
     assert!(!s.set_consent(&rec(ConsentState::Denied, 5)).unwrap());
-    assert!(!s.set_consent(&rec(ConsentState::Denied, 10)).unwrap(), "a tie keeps the stored one");
-    assert_eq!(s.consent(ConsentEntity::Inbox, "x").unwrap().unwrap().state, ConsentState::Allowed);
+    assert!(
+        !s.set_consent(&rec(ConsentState::Denied, 10)).unwrap(),
+        "a tie keeps the stored one"
+    );
+    assert_eq!(
+        s.consent(ConsentEntity::Inbox, "x").unwrap().unwrap().state,
+        ConsentState::Allowed
+    );
     assert!(s.set_consent(&rec(ConsentState::Denied, 11)).unwrap());
-    assert_eq!(s.consent(ConsentEntity::Inbox, "x").unwrap().unwrap().state, ConsentState::Denied);
+    assert_eq!(
+        s.consent(ConsentEntity::Inbox, "x").unwrap().unwrap().state,
+        ConsentState::Denied
+    );
 }
 
 #[test]
@@ -171,7 +194,12 @@ fn the_sync_conversation_is_hidden_from_lists() {
         ..conv(2)
     })
     .unwrap();
-    assert_eq!(s.conversations(&ConversationFilter::default()).unwrap().len(), 1);
+    assert_eq!(
+        s.conversations(&ConversationFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
     let all = s
         .conversations(&ConversationFilter {
             include_sync: true,
