@@ -460,3 +460,72 @@ fn verify_reads_the_whole_archive() {
     );
     assert!(err.contains("failed authentication"), "{err}");
 }
+
+#[test]
+fn libxmtp_archives_are_recognised_and_imported() {
+    let t = T::new();
+    let vector = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/vectors/xmtp/archive-legacy.xmtp"
+    );
+    std::fs::write(t.p("zero.key"), [0u8; 32]).unwrap();
+    let h = t.home("h");
+    let meta = ok_json(
+        &h,
+        &[
+            "archive",
+            "inspect",
+            vector,
+            "--key-file",
+            &t.p("zero.key"),
+            "--json",
+        ],
+    );
+    assert_eq!(meta["format"], "xmtp");
+    assert_eq!(meta["format_version"], "0");
+    assert_eq!(meta["elements"], serde_json::json!(["messages", "consent"]));
+    // Exported on 2025-11-12 (UTC).
+    let t_ns = meta["created_at_ns"].as_i64().unwrap();
+    assert!(
+        (1_762_905_600_000_000_000..1_762_992_000_000_000_000).contains(&t_ns),
+        "{t_ns}"
+    );
+
+    let report = ok_json(
+        &h,
+        &[
+            "archive",
+            "import",
+            vector,
+            "--key-file",
+            &t.p("zero.key"),
+            "--json",
+        ],
+    );
+    assert_eq!(report["conversations_added"], 1);
+    assert_eq!(report["messages_imported"], 1);
+    assert_eq!(report["consent_applied"], 1);
+    let convs = ok_json(&h, &["conversations", "list", "--json"]);
+    assert_eq!(convs[0]["name"], "My group");
+    assert_eq!(convs[0]["active"], false);
+    assert_eq!(convs[0]["restored"], true);
+    let msgs = ok_json(&h, &["messages", "list", "--json"]);
+    assert_eq!(msgs[0]["text"], "hello there");
+    let consent = ok_json(&h, &["consent", "list", "--json"]);
+    assert_eq!(consent[0]["state"], "allowed");
+    assert_eq!(consent[0]["entity_type"], "conversation");
+
+    std::fs::write(t.p("one.key"), [1u8; 32]).unwrap();
+    let err = err_line(
+        &t.home("other"),
+        &[
+            "archive",
+            "import",
+            vector,
+            "--key-file",
+            &t.p("one.key"),
+            "--json",
+        ],
+    );
+    assert!(err.contains("wrong key or corrupted xmtp archive"), "{err}");
+}
