@@ -1,7 +1,10 @@
 //! Compiles the .proto files with protox (a pure-Rust protobuf compiler), so no protoc binary is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/ferry/archive/v1/archive.proto"];
+    let protos = [
+        "proto/ferry/archive/v1/archive.proto",
+        "proto/ferry/identity/v1/identity.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -8,5 +8,10 @@ pub mod archive {
     include!(concat!(env!("OUT_DIR"), "/ferry.archive.v1.rs"));
 }
 
+/// Identity logs (`ferry.identity.v1`): inboxes, installations, signed updates.
+pub mod identity {
+    include!(concat!(env!("OUT_DIR"), "/ferry.identity.v1.rs"));
+}
+
 pub use prost;
 pub use prost::Message;
