@@ -13,5 +13,11 @@ pub mod identity {
     include!(concat!(env!("OUT_DIR"), "/ferry.identity.v1.rs"));
 }
 
+/// The delivery node's messages (`ferry.node.v1`). The service definition is compiled into a
+/// tonic server and client by the crates that serve and call it.
+pub mod node {
+    include!(concat!(env!("OUT_DIR"), "/ferry.node.v1.rs"));
+}
+
 pub use prost;
 pub use prost::Message;
