@@ -10,9 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
-    prost_build::Config::new()
-        // Each package is one flat module of this crate (see lib.rs).
-        .extern_path(".ferry.identity.v1", "crate::identity")
-        .compile_fds(fds)?;
+    prost_build::Config::new().compile_fds(fds)?;
     Ok(())
 }

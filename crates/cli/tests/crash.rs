@@ -188,3 +188,49 @@ fn killed_import_leaves_the_store_unchanged_or_fully_imported() {
     assert!(unchanged > 0, "no kill landed before the commit");
     let _ = complete;
 }
+
+#[test]
+fn ctrl_c_cancels_cleanly() {
+    let (t, src) = setup();
+    let key = t.path().join("k");
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let archive = out.join("a.ferry");
+    let full = duration_of(
+        ferry(&src)
+            .args(["archive", "create"])
+            .arg(&archive)
+            .arg("--key-file")
+            .arg(&key),
+    );
+    std::fs::remove_file(&archive).unwrap();
+    let mut cancelled = 0;
+    for i in 0..5 {
+        let child = ferry(&src)
+            .args(["archive", "create"])
+            .arg(&archive)
+            .arg("--key-file")
+            .arg(&key)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(0.3 + 0.1 * i as f64));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let out_ = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out_.stderr);
+        if !out_.status.success() {
+            assert!(err.contains("cancelled"), "{err}");
+            assert!(!archive.exists());
+            cancelled += 1;
+        }
+        let _ = std::fs::remove_file(&archive);
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    }
+    assert!(cancelled >= 1, "no Ctrl-C landed while running");
+}

@@ -3,21 +3,32 @@
 //! The `.proto` sources live in `proto/` beside this crate and are compiled at build time by
 //! `protox` and `prost-build`; no `protoc` binary is involved.
 
+/// The generated modules, nested as their packages are (so cross-package references
+/// resolve); the flat aliases below are what the rest of Ferry uses.
+pub mod ferry {
+    pub mod archive {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/ferry.archive.v1.rs"));
+        }
+    }
+    pub mod identity {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/ferry.identity.v1.rs"));
+        }
+    }
+    pub mod node {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/ferry.node.v1.rs"));
+        }
+    }
+}
+
 /// Elements of a Ferry archive (`ferry.archive.v1`). See `docs/archive-format.md`.
-pub mod archive {
-    include!(concat!(env!("OUT_DIR"), "/ferry.archive.v1.rs"));
-}
-
+pub use ferry::archive::v1 as archive;
 /// Identity logs (`ferry.identity.v1`): inboxes, installations, signed updates.
-pub mod identity {
-    include!(concat!(env!("OUT_DIR"), "/ferry.identity.v1.rs"));
-}
-
-/// The delivery node's messages (`ferry.node.v1`). The service definition is compiled into a
-/// tonic server and client by the crates that serve and call it.
-pub mod node {
-    include!(concat!(env!("OUT_DIR"), "/ferry.node.v1.rs"));
-}
+pub use ferry::identity::v1 as identity;
+/// The delivery node's messages (`ferry.node.v1`, a draft for the messaging issue).
+pub use ferry::node::v1 as node;
 
 pub use prost;
 pub use prost::Message;

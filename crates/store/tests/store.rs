@@ -33,7 +33,7 @@ fn msg(n: u32, conv: u8) -> Message {
         sender_installation_id: vec![(n % 3) as u8; 32],
         sent_at_ns: i64::from(n),
         kind: MessageKind::Application,
-        content_type: if n % 5 == 0 {
+        content_type: if n.is_multiple_of(5) {
             ContentType {
                 authority: "example.org".into(),
                 type_id: "reaction".into(),
