@@ -83,12 +83,10 @@ impl ArchiveKey {
     /// The passphrase is normalized to Unicode NFC first, so "é" typed as one code point
     /// (U+00E9) or as "e" and a combining accent (U+0065 U+0301), as different keyboards and
     /// systems do, opens the same archive. Nothing else is changed: no trimming, no case folding.
+    /// (The normalization happens when the key is stretched, so a `Passphrase` built directly
+    /// is normalized too.)
     pub fn passphrase(passphrase: impl Into<String>) -> Self {
-        let given = Zeroizing::new(passphrase.into());
-        if unicode_normalization::is_nfc(&given) {
-            return ArchiveKey::Passphrase(given);
-        }
-        ArchiveKey::Passphrase(Zeroizing::new(given.nfc().collect()))
+        ArchiveKey::Passphrase(Zeroizing::new(passphrase.into()))
     }
 
     /// A fresh random raw key.
@@ -152,7 +150,7 @@ impl ArchiveKey {
                 );
                 let mut out = Zeroizing::new([0u8; 32]);
                 argon
-                    .hash_password_into(p.as_bytes(), salt, &mut out[..])
+                    .hash_password_into(nfc(p).as_bytes(), salt, &mut out[..])
                     .map_err(|e| Error::Kdf(e.to_string()))?;
                 Ok(out)
             }
@@ -166,6 +164,19 @@ impl ArchiveKey {
             }),
         }
     }
+}
+
+/// The passphrase in Unicode NFC (docs/archive-format.md §4.1), in a buffer that is zeroized.
+fn nfc(p: &str) -> Zeroizing<String> {
+    // Room for the usual expansion up front, so the copy is rarely reallocated (a reallocation
+    // would leave an unzeroized copy behind).
+    let mut out = Zeroizing::new(String::with_capacity(p.len() * 3 + 16));
+    if unicode_normalization::is_nfc_quick(p.chars()) == unicode_normalization::IsNormalized::Yes {
+        out.push_str(p);
+    } else {
+        out.extend(p.nfc());
+    }
+    out
 }
 
 fn hex_val(c: u8) -> Option<u8> {

@@ -70,7 +70,8 @@ pub enum ArchiveCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show an archive's metadata (reads only its header and first chunk).
+    /// Show an archive's metadata (reads only its header and first chunk); without a key, only
+    /// its format and the kind of key it needs.
     Inspect {
         input: PathBuf,
         #[command(flatten)]
@@ -264,6 +265,28 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
             }
         }
         ArchiveCmd::Inspect { input, key, json } => {
+            if key.key_file.is_none() && key.passphrase_file.is_none() {
+                // Without a key: only what the header says, so an app can ask for the right
+                // secret.
+                let kind = ferry_sdk::backups::archive_key_kind(&input)?;
+                if json {
+                    print_json(&serde_json::json!({
+                        "format": kind.format,
+                        "format_version": kind.format_version,
+                        "key_kind": kind.key_kind,
+                    }))?;
+                } else {
+                    println!("format:        {:?} {}", kind.format, kind.format_version);
+                    println!("key kind:      {}", kind.key_kind);
+                    if let Some(a) = kind.argon2 {
+                        println!(
+                            "argon2id:      {} KiB, {} passes, {} lanes",
+                            a.m_cost_kib, a.t_cost, a.p_cost
+                        );
+                    }
+                }
+                return Ok(());
+            }
             let meta = backup::archive_metadata(&input, &key.key()?)?;
             if json {
                 print_json(&meta)?;

@@ -3,6 +3,7 @@
 //! Every command that takes `--json` prints exactly one JSON value on stdout. On failure the
 //! program exits non-zero and prints one line on stderr naming the cause.
 
+mod backup_cmd;
 mod bench;
 mod cmd;
 mod demo;
@@ -38,6 +39,9 @@ enum Command {
     /// Create, inspect, verify and import archives.
     #[command(subcommand)]
     Archive(cmd::ArchiveCmd),
+    /// Scheduled backups: policy, run, list, status.
+    #[command(subcommand)]
+    Backup(backup_cmd::BackupCmd),
     /// List conversations.
     #[command(subcommand)]
     Conversations(cmd::ConversationsCmd),
@@ -74,6 +78,7 @@ fn main() {
     let result = match cli.command {
         Command::Keygen { out, hex } => cmd::keygen(&out, hex),
         Command::Archive(c) => cmd::archive(home, c),
+        Command::Backup(c) => backup_cmd::run(home, c),
         Command::Conversations(c) => cmd::conversations(home, c),
         Command::Messages(c) => cmd::messages(home, c),
         Command::Consent(c) => cmd::consent(home, c),

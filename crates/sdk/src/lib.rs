@@ -6,6 +6,7 @@
 //! Archives written by libxmtp are imported too (see [`backup::import_archive`]).
 
 pub mod backup;
+pub mod backups;
 pub mod dev;
 mod error;
 

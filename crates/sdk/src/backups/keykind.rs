@@ -1,0 +1,83 @@
+//! What an archive needs to be opened, read without any key.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use ferry_archive::KeyKind;
+use serde::Serialize;
+
+use crate::backup::ArchiveFormat;
+
+/// Argon2id parameters of a passphrase-sealed archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Argon2Info {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+/// What [`archive_key_kind`] reports: enough for an app to ask for the right secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyKindInfo {
+    pub format: ArchiveFormat,
+    /// "1.0" for Ferry archives, "0" for libxmtp ones.
+    pub format_version: String,
+    /// "key" (a raw 32-byte key) or "passphrase".
+    pub key_kind: &'static str,
+    /// The Argon2id cost a passphrase will take, for passphrase archives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2: Option<Argon2Info>,
+}
+
+/// zstd's frame magic, where a legacy libxmtp archive has it (after its 14-byte header).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Reads an archive's first bytes and says which format it is in and which kind of secret it
+/// needs, without any key. Ferry archives are read through `ferry_archive::read_header`
+/// (checksum, version and bounds checks included), so a damaged or foreign file is an error.
+pub fn archive_key_kind(path: &Path) -> crate::Result<KeyKindInfo> {
+    let mut f = File::open(path).map_err(|e| crate::Error::io(path, e))?;
+    let mut head = [0u8; 18];
+    let mut n = 0;
+    while n < head.len() {
+        match f
+            .read(&mut head[n..])
+            .map_err(|e| crate::Error::io(path, e))?
+        {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let head = &head[..n];
+    let ferry = head.starts_with(&ferry_archive::MAGIC);
+    if !ferry
+        && (ferry_xmtp::looks_like_xmtp(head) || (head.len() >= 18 && head[14..18] == ZSTD_MAGIC))
+    {
+        return Ok(KeyKindInfo {
+            format: ArchiveFormat::Xmtp,
+            format_version: ferry_xmtp::FORMAT_VERSION.to_string(),
+            key_kind: "key",
+            argon2: None,
+        });
+    }
+    f.rewind().map_err(|e| crate::Error::io(path, e))?;
+    let header = ferry_archive::read_header(&mut std::io::BufReader::new(f))?;
+    let (key_kind, argon2) = match header.key_kind {
+        KeyKind::Raw => ("key", None),
+        KeyKind::Passphrase(p) => (
+            "passphrase",
+            Some(Argon2Info {
+                m_cost_kib: p.m_cost_kib,
+                t_cost: p.t_cost,
+                p_cost: p.p_cost,
+            }),
+        ),
+    };
+    Ok(KeyKindInfo {
+        format: ArchiveFormat::Ferry,
+        format_version: format!("{}.{}", header.major, header.minor),
+        key_kind,
+        argon2,
+    })
+}

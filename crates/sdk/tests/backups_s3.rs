@@ -1,0 +1,142 @@
+//! Backups against a real S3-compatible server (optional; not part of the default test run).
+//!
+//! The proof that the object-store destination works is in `backups.rs` (object_store's
+//! in-memory and local-file stores through the same trait). This test adds the S3 wire protocol.
+//! Run it against a local server, e.g. moto from PyPI (`pip install 'moto[server]'`):
+//!
+//! ```sh
+//! moto_server -H 127.0.0.1 -p 47123 &
+//! FERRY_TEST_S3_ENDPOINT=http://127.0.0.1:47123 \
+//!     cargo test -p ferry-sdk --test backups_s3 -- --ignored
+//! ```
+//!
+//! Run with `--ignored` but without the variable, it fails rather than passing silently.
+
+#![cfg(feature = "s3")]
+
+use std::io::{Read, Write};
+
+use ferry_sdk::backup::{self, Control};
+use ferry_sdk::backups::{self, Destination, DestinationSpec, Policy, Reason};
+use ferry_sdk::store::{
+    ContentType, Conversation, ConversationKind, DeliveryStatus, Membership, Message, MessageKind,
+    Store,
+};
+use ferry_sdk::ArchiveKey;
+
+/// Creates a bucket with one unauthenticated path-style PUT (what a local test server accepts).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let hostport = endpoint
+        .strip_prefix("http://")
+        .expect("FERRY_TEST_S3_ENDPOINT must be http://host:port (a local test server)")
+        .trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect to the S3 test server");
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
+        "create bucket: {reply}"
+    );
+}
+
+#[test]
+#[ignore = "needs FERRY_TEST_S3_ENDPOINT: a local S3-compatible server (see the file's docs)"]
+fn s3_destination_round_trip() {
+    let endpoint = std::env::var("FERRY_TEST_S3_ENDPOINT")
+        .expect("set FERRY_TEST_S3_ENDPOINT to a local S3-compatible server");
+    let bucket = format!("ferry-test-{}", std::process::id());
+    create_bucket(&endpoint, &bucket);
+    // object_store reads these through AmazonS3Builder::from_env.
+    std::env::set_var("AWS_ENDPOINT", &endpoint);
+    std::env::set_var("AWS_ALLOW_HTTP", "true");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_REGION", "us-east-1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.db")).unwrap();
+    store
+        .insert_conversation(&Conversation {
+            id: vec![1; 32],
+            kind: ConversationKind::Group,
+            created_at_ns: 1,
+            name: "c".into(),
+            description: String::new(),
+            image_url: String::new(),
+            creator_inbox_id: "me".into(),
+            dm_peer_inbox_id: None,
+            dm_id: None,
+            membership: Membership::Active,
+            last_message_ns: None,
+        })
+        .unwrap();
+    for i in 0..30u8 {
+        store
+            .insert_message(&Message {
+                id: vec![i; 32],
+                conversation_id: vec![1; 32],
+                sender_inbox_id: "me".into(),
+                sender_installation_id: vec![2; 32],
+                sent_at_ns: 10 + i as i64,
+                kind: MessageKind::Application,
+                content_type: ContentType::text(),
+                content: vec![b'x'; 100],
+                fallback: None,
+                parameters: None,
+                reference_id: None,
+                delivery_status: DeliveryStatus::Published,
+            })
+            .unwrap();
+    }
+    let key = ArchiveKey::from_bytes(&[5; 32]).unwrap();
+    let dest = DestinationSpec::S3 {
+        url: format!("s3://{bucket}/phone-1"),
+    }
+    .open()
+    .unwrap();
+
+    // A large object goes up in parts and comes back whole.
+    let big = dir.path().join("big");
+    let bytes: Vec<u8> = (0..(18 * 1024 * 1024u32))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    dest.put("big.bin", &big).unwrap();
+    let back = dir.path().join("back");
+    dest.get("big.bin", &back).unwrap();
+    assert!(std::fs::read(&back).unwrap() == bytes);
+    dest.delete("big.bin").unwrap();
+
+    backups::set_policy(
+        &store,
+        &Policy {
+            retention: 2,
+            ..Policy::default()
+        },
+        0,
+    )
+    .unwrap();
+    let day = 24 * 3600 * 1_000_000_000i64;
+    let mut names = Vec::new();
+    for d in 1..=3 {
+        let r = backups::run_due_backups(&store, d * day + 4 * 3600 * 1_000_000_000, &key, &dest)
+            .unwrap();
+        assert_eq!(r.reason, Some(Reason::Schedule));
+        names.push(r.made.unwrap().name);
+    }
+    let listed = backups::list_backups(&dest, &key).unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+        vec![names[2].clone(), names[1].clone()]
+    );
+    assert!(listed.iter().all(|b| b.verified));
+    let fetched = dest.fetch(&names[2]).unwrap();
+    let mut restored = Store::open(dir.path().join("r.db")).unwrap();
+    let rep = backup::import_archive(&mut restored, fetched.path(), &key, &Control::new()).unwrap();
+    assert_eq!(rep.messages_imported, 30);
+}
