@@ -174,18 +174,6 @@ pub fn open_store(home: Option<PathBuf>) -> Result<Store> {
     Ok(Store::open(dir.join("ferry.db"))?)
 }
 
-/// Who this installation is, as far as the store knows (set up by `ferry init` later; a
-/// seeded store records a synthetic inbox).
-pub fn origin(store: &Store) -> Result<Origin> {
-    Ok(Origin {
-        inbox_id: store
-            .setting("inbox_id")?
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default(),
-        installation_id: store.setting("installation_id")?.unwrap_or_default(),
-    })
-}
-
 pub fn keygen(out: &Path, hex_out: bool) -> Result<()> {
     use std::io::Write;
     let key = ArchiveKey::generate();
@@ -246,7 +234,8 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
             let store = open_store(home)?;
             let (ctl, bar) = progress(json, "creating");
             install_ctrlc(&ctl);
-            let meta = backup::create_archive(&store, &out, &key, &opts, &origin(&store)?, &ctl);
+            let meta =
+                backup::create_archive(&store, &out, &key, &opts, &Origin::of_store(&store)?, &ctl);
             if let Some(b) = bar {
                 b.finish_and_clear();
             }

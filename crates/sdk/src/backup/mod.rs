@@ -78,6 +78,20 @@ pub struct Origin {
     pub installation_id: Vec<u8>,
 }
 
+impl Origin {
+    /// The inbox and installation the store records (settings `inbox_id`, `installation_id`;
+    /// empty when it records none).
+    pub fn of_store(store: &Store) -> Result<Origin> {
+        Ok(Origin {
+            inbox_id: store
+                .setting("inbox_id")?
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default(),
+            installation_id: store.setting("installation_id")?.unwrap_or_default(),
+        })
+    }
+}
+
 /// The archive's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -380,8 +394,8 @@ fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> Archiv
     }
 }
 
-/// Which format a file is in, from its first bytes.
-fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
+/// Which format a file is in, from its first bytes; the file is returned rewound.
+pub(crate) fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut head = [0u8; 18];

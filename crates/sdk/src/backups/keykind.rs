@@ -1,7 +1,5 @@
 //! What an archive needs to be opened, read without any key.
 
-use std::fs::File;
-use std::io::{Read, Seek};
 use std::path::Path;
 
 use ferry_archive::KeyKind;
@@ -30,30 +28,12 @@ pub struct KeyKindInfo {
     pub argon2: Option<Argon2Info>,
 }
 
-/// zstd's frame magic, where a legacy libxmtp archive has it (after its 14-byte header).
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
 /// Reads an archive's first bytes and says which format it is in and which kind of secret it
 /// needs, without any key. Ferry archives are read through `ferry_archive::read_header`
 /// (checksum, version and bounds checks included), so a damaged or foreign file is an error.
 pub fn archive_key_kind(path: &Path) -> crate::Result<KeyKindInfo> {
-    let mut f = File::open(path).map_err(|e| crate::Error::io(path, e))?;
-    let mut head = [0u8; 18];
-    let mut n = 0;
-    while n < head.len() {
-        match f
-            .read(&mut head[n..])
-            .map_err(|e| crate::Error::io(path, e))?
-        {
-            0 => break,
-            k => n += k,
-        }
-    }
-    let head = &head[..n];
-    let ferry = head.starts_with(&ferry_archive::MAGIC);
-    if !ferry
-        && (ferry_xmtp::looks_like_xmtp(head) || (head.len() >= 18 && head[14..18] == ZSTD_MAGIC))
-    {
+    let (f, format, _len) = crate::backup::sniff(path)?;
+    if format == ArchiveFormat::Xmtp {
         return Ok(KeyKindInfo {
             format: ArchiveFormat::Xmtp,
             format_version: ferry_xmtp::FORMAT_VERSION.to_string(),
@@ -61,7 +41,6 @@ pub fn archive_key_kind(path: &Path) -> crate::Result<KeyKindInfo> {
             argon2: None,
         });
     }
-    f.rewind().map_err(|e| crate::Error::io(path, e))?;
     let header = ferry_archive::read_header(&mut std::io::BufReader::new(f))?;
     let (key_kind, argon2) = match header.key_kind {
         KeyKind::Raw => ("key", None),

@@ -586,17 +586,6 @@ fn run(
     })
 }
 
-/// Who made the archive: the identity the store records (set up with the client later).
-fn origin(store: &Store) -> Result<Origin> {
-    Ok(Origin {
-        inbox_id: store
-            .setting("inbox_id")?
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default(),
-        installation_id: store.setting("installation_id")?.unwrap_or_default(),
-    })
-}
-
 fn make_backup(
     store: &Store,
     now_ns: i64,
@@ -625,7 +614,14 @@ fn make_backup(
         elements: policy.elements.clone(),
         label: label.clone(),
     };
-    let meta = backup::create_archive(store, &path, key, &opts, &origin(store)?, &Control::new())?;
+    let meta = backup::create_archive(
+        store,
+        &path,
+        key,
+        &opts,
+        &Origin::of_store(store)?,
+        &Control::new(),
+    )?;
     let name = format!("{NAME_PREFIX}{}{NAME_SUFFIX}", meta.created_at_ns.max(0));
     destination.put(&name, &path)?;
     drop(staging);
