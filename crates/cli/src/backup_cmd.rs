@@ -416,3 +416,33 @@ fn print_list(describe: &str, list: &[ListedBackup]) {
         );
     }
 }
+
+/// One check of the background scheduler (`ferry run`): makes the backup the stored policy says
+/// is due, if any, and says what it did. Nothing happens without a policy.
+pub fn run_due_now(home: &Path) -> Result<Option<String>> {
+    let store = ferry_sdk::store::Store::open(home.join("ferry.db"))?;
+    let Some(policy) = backups::policy(&store)? else {
+        return Ok(None);
+    };
+    let none = KeyArgs {
+        key_file: None,
+        passphrase_file: None,
+    };
+    let key = resolve_key(&none, Some(&policy))?;
+    let destination = resolve_destination(
+        home,
+        &DestArgs {
+            destination: None,
+            s3: None,
+        },
+        Some(&policy),
+    )?;
+    let report = backups::run_due_backups(&store, ferry_sdk::now_ns(), &key, destination.as_ref())?;
+    Ok(report.made.map(|m| {
+        let deleted = report.prune.as_ref().map_or(0, |p| p.deleted.len());
+        format!(
+            "made {} ({} bytes, {} messages) in {}; pruned {}",
+            m.name, m.size_bytes, m.message_count, m.destination, deleted
+        )
+    }))
+}

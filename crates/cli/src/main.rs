@@ -8,6 +8,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod output;
+mod run_cmd;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,12 @@ enum Command {
     /// Benchmarks (build with --release).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Keep the installation's background work (today: due backups) going until SIGINT/SIGTERM.
+    Run {
+        /// How often to check whether a backup is due.
+        #[arg(long, default_value_t = 60)]
+        check_every_secs: u64,
+    },
     /// The whole story in one process, on temporary storage.
     Demo {
         /// Keep the demo's folder instead of deleting it.
@@ -85,6 +92,10 @@ fn main() {
         Command::Dev(c) => cmd::dev(home, c),
         Command::Bench(c) => bench::run(c),
         Command::Demo { keep } => demo::run(keep),
+        Command::Run { check_every_secs } => run_cmd::run(
+            home,
+            std::time::Duration::from_secs(check_every_secs.max(1)),
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {}", output::one_line(&e));
