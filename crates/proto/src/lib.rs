@@ -16,6 +16,11 @@ pub mod ferry {
             include!(concat!(env!("OUT_DIR"), "/ferry.identity.v1.rs"));
         }
     }
+    pub mod message {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/ferry.message.v1.rs"));
+        }
+    }
     pub mod node {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/ferry.node.v1.rs"));
@@ -27,8 +32,15 @@ pub mod ferry {
 pub use ferry::archive::v1 as archive;
 /// Identity logs (`ferry.identity.v1`): inboxes, installations, signed updates.
 pub use ferry::identity::v1 as identity;
-/// The delivery node's messages (`ferry.node.v1`, a draft for the messaging issue).
+/// The plaintext inside MLS application messages (`ferry.message.v1`).
+pub use ferry::message::v1 as message;
+/// The delivery node's API (`ferry.node.v1`); with the `grpc` feature also its tonic client
+/// (`node::node_client`) and server (`node::node_server`).
 pub use ferry::node::v1 as node;
 
 pub use prost;
 pub use prost::Message;
+#[cfg(feature = "grpc")]
+pub use tonic;
+#[cfg(feature = "grpc")]
+pub use tonic_prost;

@@ -1,0 +1,243 @@
+//! Ferry's delivery node: stores and relays, never sees plaintext.
+//!
+//! The node keeps four things, in SQLite ([`SqliteStorage`], behind the [`NodeStorage`] trait):
+//!
+//! - **Identity logs**: each inbox's append-only log of signed updates, and an index from
+//!   installation id to its inbox (and whether it was revoked). The node verifies every
+//!   update against the stored log before appending it, but clients verify logs themselves.
+//! - **Key packages**: per installation one regular package (handed out once) and one
+//!   last-resort package (handed out as often as asked).
+//! - **Group messages**: MLS commits and application messages, opaque bytes.
+//! - **Welcomes**: MLS welcomes, opaque bytes addressed to installations.
+//!
+//! **Ordering.** Group messages take sequence ids from one global counter, as do welcomes;
+//! ids only increase, also across restarts, and subscribers receive messages in id order.
+//! Clients page with "everything after this id".
+//!
+//! **Conflicts.** Two members may commit in the same epoch. The node keeps both, in order;
+//! clients apply the first *valid* commit of an epoch and drop later ones as stale, and the
+//! losing sender retries its change on the new epoch. The node does not refuse the second
+//! commit itself: it cannot tell a valid commit from a forged one, so a rule "one commit per
+//! epoch" would let one misbehaving member freeze a group with a commit everyone rejects.
+//! `commit_epoch` is kept for operators. A batch of messages is stored all or nothing.
+//!
+//! **What it never sees.** Message and welcome contents are MLS ciphertext; key packages are
+//! public. The node holds no keys and cannot read, forge or alter what it relays undetected.
+//!
+//! Run it in-process with [`RunningNode`] (its own thread and runtime) or with [`serve`] on a
+//! runtime of your own.
+
+mod service;
+mod storage;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ferry_proto::node::node_server::NodeServer;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use service::{
+    ResponseStream, DEFAULT_QUERY_LIMIT, MAX_IDS_PER_REQUEST, MAX_KEY_PACKAGE_BYTES,
+    MAX_MESSAGE_BYTES, MAX_QUERY_LIMIT,
+};
+pub use storage::{
+    InstallationChange, InstallationRecord, NodeStorage, SqliteStorage, StorageError,
+    SCHEMA_VERSION,
+};
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening the database or a later storage operation failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The node's thread or runtime could not be started.
+    #[error("cannot start the node's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl From<rusqlite::Error> for NodeError {
+    fn from(e: rusqlite::Error) -> Self {
+        NodeError::Storage(StorageError::Sqlite(e))
+    }
+}
+
+/// Where a [`RunningNode`] listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:0"` for any free port.
+    pub listen: String,
+    /// SQLite database file; `None` keeps everything in memory.
+    pub db: Option<PathBuf>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: "127.0.0.1:0".to_string(),
+            db: None,
+        }
+    }
+}
+
+/// Serves the node's gRPC API on `listener` until `shutdown` completes.
+///
+/// When `shutdown` fires, open subscription streams end (with `UNAVAILABLE`) and the server
+/// finishes in-flight requests before returning.
+pub async fn serve(
+    listener: TcpListener,
+    storage: Arc<dyn NodeStorage>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let svc = service::NodeService::new(storage, stop_rx);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("node shutting down");
+        // Ends the subscription streams, so that the graceful shutdown does not wait on them.
+        let _ = stop_tx.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(NodeServer::new(svc))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await?;
+    Ok(())
+}
+
+/// A node serving on its own thread, with a two-worker tokio runtime.
+///
+/// Start and stop it from synchronous code (not from inside an async runtime). Dropping it
+/// also shuts it down.
+pub struct RunningNode {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Opens the storage, binds the listen address and starts serving; returns once bound.
+    pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let storage: Arc<dyn NodeStorage> = match &config.db {
+            Some(path) => Arc::new(SqliteStorage::open(path)?),
+            None => Arc::new(SqliteStorage::in_memory()?),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-node-worker")
+            .enable_all()
+            .build()
+            .map_err(NodeError::Runtime)?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let listen = config.listen;
+        let thread = std::thread::Builder::new()
+            .name("ferry-node".to_string())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let bound = TcpListener::bind(&listen)
+                        .await
+                        .and_then(|l| Ok((l.local_addr()?, l)));
+                    let listener = match bound {
+                        Ok((addr, listener)) => {
+                            let _ = ready_tx.send(Ok(addr));
+                            listener
+                        }
+                        Err(source) => {
+                            let _ = ready_tx.send(Err(NodeError::Bind {
+                                addr: listen,
+                                source,
+                            }));
+                            return;
+                        }
+                    };
+                    let shutdown = async move {
+                        // A dropped sender also means stop.
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(e) = serve(listener, storage, shutdown).await {
+                        tracing::error!(error = %e, "node stopped with an error");
+                    }
+                });
+                // Whatever is left (e.g. connections of clients that never hung up) is
+                // abandoned rather than waited for.
+                runtime.shutdown_timeout(Duration::from_millis(500));
+            })
+            .map_err(NodeError::Runtime)?;
+        let addr = match ready_rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(NodeError::Runtime(std::io::Error::other(
+                    "node thread ended before binding",
+                )));
+            }
+        };
+        tracing::info!(%addr, "node listening");
+        Ok(RunningNode {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's URL for gRPC clients, e.g. `http://127.0.0.1:50051`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts the node down gracefully and waits for its thread.
+    pub fn stop(self) {
+        // Drop does the work.
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("node thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,487 @@
+//! The gRPC service: checks requests, calls the storage, relays to subscribers.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_identity::InboxState;
+use ferry_proto::identity::{unsigned_identity_update::Action, UnsignedIdentityUpdate};
+use ferry_proto::node::node_server::Node;
+use ferry_proto::node::*;
+use prost::Message;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::storage::{InstallationChange, NodeStorage, StorageError};
+
+/// Largest key package accepted.
+pub const MAX_KEY_PACKAGE_BYTES: usize = 64 * 1024;
+/// Largest group message or welcome accepted.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Query page size when the request gives none.
+pub const DEFAULT_QUERY_LIMIT: u32 = 100;
+/// Largest query page.
+pub const MAX_QUERY_LIMIT: u32 = 1000;
+/// Most inboxes or installations one lookup request may name.
+pub const MAX_IDS_PER_REQUEST: usize = 1000;
+/// Messages a subscriber may fall behind before its stream is ended.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+/// A server stream of the node's responses.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `Node` service over a [`NodeStorage`].
+pub(crate) struct NodeService {
+    storage: Arc<dyn NodeStorage>,
+    /// Held while storing and broadcasting, so subscribers see sequence-id order.
+    write_order: Arc<Mutex<()>>,
+    group_messages: broadcast::Sender<Arc<GroupMessage>>,
+    welcomes: broadcast::Sender<Arc<Welcome>>,
+    /// Becomes true when the node shuts down; open streams end then.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl NodeService {
+    pub(crate) fn new(storage: Arc<dyn NodeStorage>, shutdown: watch::Receiver<bool>) -> Self {
+        NodeService {
+            storage,
+            write_order: Arc::new(Mutex::new(())),
+            group_messages: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            welcomes: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            shutdown,
+        }
+    }
+
+    /// Runs a storage call on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn NodeStorage) -> Result<T, Status> + Send + 'static,
+    {
+        let storage = Arc::clone(&self.storage);
+        tokio::task::spawn_blocking(move || f(storage.as_ref()))
+            .await
+            .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
+    }
+
+    /// Stores a batch, then hands it to subscribers, in one critical section so that
+    /// subscribers receive messages in sequence-id order.
+    async fn store_and_broadcast<I, T, F>(
+        &self,
+        inputs: Vec<I>,
+        sender: &broadcast::Sender<Arc<T>>,
+        insert: F,
+    ) -> Result<Vec<u64>, Status>
+    where
+        I: Send + 'static,
+        T: HasSequenceId + Send + Sync + 'static,
+        F: FnOnce(&dyn NodeStorage, &[I], i64) -> Result<Vec<T>, StorageError> + Send + 'static,
+    {
+        let order = Arc::clone(&self.write_order);
+        let sender = sender.clone();
+        self.blocking(move |storage| {
+            let _order = order.lock().unwrap_or_else(|e| e.into_inner());
+            let stored = insert(storage, &inputs, now_ns()).map_err(storage_status)?;
+            let ids = stored.iter().map(HasSequenceId::sequence_id).collect();
+            for item in stored {
+                // No receivers is fine: nobody is subscribed.
+                let _ = sender.send(Arc::new(item));
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// A stream of what `sender` relays from now on, filtered by `wanted`.
+    fn subscribe<T>(
+        &self,
+        sender: &broadcast::Sender<Arc<T>>,
+        wanted: impl Fn(&T) -> bool + Send + 'static,
+    ) -> ResponseStream<T>
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let mut shutdown = self.shutdown.clone();
+        Box::pin(Subscription {
+            items: BroadcastStream::new(sender.subscribe()),
+            shutdown: Box::pin(async move {
+                // An error means the sender is gone, which also means shutdown.
+                let _ = shutdown.wait_for(|stopped| *stopped).await;
+            }),
+            wanted: Box::new(wanted),
+            done: false,
+        })
+    }
+}
+
+trait HasSequenceId {
+    fn sequence_id(&self) -> u64;
+}
+
+impl HasSequenceId for GroupMessage {
+    fn sequence_id(&self) -> u64 {
+        self.sequence_id
+    }
+}
+
+impl HasSequenceId for Welcome {
+    fn sequence_id(&self) -> u64 {
+        self.sequence_id
+    }
+}
+
+/// A subscriber's stream: relayed items that pass the filter, until the node shuts down or
+/// the subscriber falls too far behind.
+struct Subscription<T: Clone + Send + Sync + 'static> {
+    items: BroadcastStream<Arc<T>>,
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    wanted: Box<dyn Fn(&T) -> bool + Send>,
+    done: bool,
+}
+
+impl<T: Clone + Send + Sync + 'static> Stream for Subscription<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            return Poll::Ready(Some(Err(Status::unavailable("node shutting down"))));
+        }
+        loop {
+            match Pin::new(&mut this.items).poll_next(cx) {
+                Poll::Ready(Some(Ok(item))) => {
+                    if (this.wanted)(&item) {
+                        return Poll::Ready(Some(Ok(T::clone(&item))));
+                    }
+                }
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(missed)))) => {
+                    tracing::debug!(missed, "subscriber lagged");
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Status::resource_exhausted(
+                        "subscriber lagged; query and resubscribe",
+                    ))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn storage_status(e: StorageError) -> Status {
+    match e {
+        StorageError::SequenceTaken { .. } => Status::already_exists(e.to_string()),
+        StorageError::InstallationTaken { .. } => Status::invalid_argument(e.to_string()),
+        e => {
+            tracing::error!(error = %e, "storage failure");
+            Status::internal("storage failure")
+        }
+    }
+}
+
+fn query_limit(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_QUERY_LIMIT,
+        n => n.min(MAX_QUERY_LIMIT),
+    }
+}
+
+fn check_installation_id(id: &[u8]) -> Result<(), Status> {
+    if id.len() != 32 {
+        return Err(Status::invalid_argument(
+            "an installation id is a 32-byte public key",
+        ));
+    }
+    Ok(())
+}
+
+fn check_id_count(n: usize) -> Result<(), Status> {
+    if n > MAX_IDS_PER_REQUEST {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_IDS_PER_REQUEST} ids per request"
+        )));
+    }
+    Ok(())
+}
+
+fn check_data(data: &[u8]) -> Result<(), Status> {
+    if data.is_empty() {
+        return Err(Status::invalid_argument("empty data"));
+    }
+    if data.len() > MAX_MESSAGE_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "data larger than {MAX_MESSAGE_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn publish_identity_update(
+        &self,
+        request: Request<PublishIdentityUpdateRequest>,
+    ) -> Result<Response<PublishIdentityUpdateResponse>, Status> {
+        let update = request
+            .into_inner()
+            .update
+            .ok_or_else(|| Status::invalid_argument("missing update"))?;
+        let unsigned = UnsignedIdentityUpdate::decode(update.unsigned.as_slice()).map_err(|e| {
+            Status::invalid_argument(
+                ferry_identity::IdentityError::Decode(e.to_string()).to_string(),
+            )
+        })?;
+        let inbox_id = unsigned.inbox_id;
+        let sequence = unsigned.sequence;
+        let change = match unsigned.action {
+            Some(Action::AddInstallation(a)) => {
+                Some(InstallationChange::Add(a.installation_public_key))
+            }
+            Some(Action::RevokeInstallation(r)) => {
+                Some(InstallationChange::Revoke(r.installation_public_key))
+            }
+            Some(Action::CreateInbox(_)) | None => None,
+        };
+        self.blocking(move |storage| {
+            let log = storage.identity_log(&inbox_id).map_err(storage_status)?;
+            let taken = || {
+                storage_status(StorageError::SequenceTaken {
+                    inbox_id: inbox_id.clone(),
+                    sequence,
+                })
+            };
+            let invalid =
+                |e: ferry_identity::IdentityError| Status::invalid_argument(e.to_string());
+            if sequence == 0 {
+                if !log.is_empty() {
+                    return Err(taken());
+                }
+                InboxState::replay(&inbox_id, std::slice::from_ref(&update)).map_err(invalid)?;
+            } else {
+                if log.is_empty() {
+                    return Err(Status::failed_precondition(format!(
+                        "inbox {inbox_id} does not exist"
+                    )));
+                }
+                if sequence < log.len() as u64 {
+                    return Err(taken());
+                }
+                let mut state = InboxState::replay(&inbox_id, &log).map_err(|e| {
+                    tracing::error!(inbox_id, error = %e, "stored identity log does not verify");
+                    Status::internal("stored identity log does not verify")
+                })?;
+                state.apply(&update).map_err(invalid)?;
+            }
+            storage
+                .append_identity_update(&inbox_id, sequence, &update, change.as_ref())
+                .map_err(storage_status)?;
+            tracing::debug!(inbox_id, sequence, "identity update appended");
+            Ok(Response::new(PublishIdentityUpdateResponse { sequence }))
+        })
+        .await
+    }
+
+    async fn get_identity_logs(
+        &self,
+        request: Request<GetIdentityLogsRequest>,
+    ) -> Result<Response<GetIdentityLogsResponse>, Status> {
+        let inbox_ids = request.into_inner().inbox_ids;
+        check_id_count(inbox_ids.len())?;
+        self.blocking(move |storage| {
+            let logs = inbox_ids
+                .into_iter()
+                .map(|inbox_id| {
+                    let updates = storage.identity_log(&inbox_id).map_err(storage_status)?;
+                    Ok(IdentityLog { inbox_id, updates })
+                })
+                .collect::<Result<_, Status>>()?;
+            Ok(Response::new(GetIdentityLogsResponse { logs }))
+        })
+        .await
+    }
+
+    async fn upload_key_package(
+        &self,
+        request: Request<UploadKeyPackageRequest>,
+    ) -> Result<Response<UploadKeyPackageResponse>, Status> {
+        let req = request.into_inner();
+        if req.key_package.is_empty() {
+            return Err(Status::invalid_argument("empty key package"));
+        }
+        if req.key_package.len() > MAX_KEY_PACKAGE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "key package larger than {MAX_KEY_PACKAGE_BYTES} bytes"
+            )));
+        }
+        self.blocking(move |storage| {
+            let record = storage
+                .installation(&req.installation_id)
+                .map_err(storage_status)?;
+            if record.is_none_or(|r| r.revoked) {
+                return Err(Status::failed_precondition(
+                    "unknown or revoked installation",
+                ));
+            }
+            storage
+                .put_key_package(&req.installation_id, &req.key_package, req.last_resort)
+                .map_err(storage_status)?;
+            Ok(Response::new(UploadKeyPackageResponse {}))
+        })
+        .await
+    }
+
+    async fn fetch_key_packages(
+        &self,
+        request: Request<FetchKeyPackagesRequest>,
+    ) -> Result<Response<FetchKeyPackagesResponse>, Status> {
+        let ids = request.into_inner().installation_ids;
+        check_id_count(ids.len())?;
+        self.blocking(move |storage| {
+            let key_packages = ids
+                .into_iter()
+                .map(|installation_id| {
+                    let active = storage
+                        .installation(&installation_id)
+                        .map_err(storage_status)?
+                        .is_some_and(|r| !r.revoked);
+                    let key_package = if active {
+                        storage
+                            .take_key_package(&installation_id)
+                            .map_err(storage_status)?
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(fetch_key_packages_response::Entry {
+                        installation_id,
+                        key_package,
+                    })
+                })
+                .collect::<Result<_, Status>>()?;
+            Ok(Response::new(FetchKeyPackagesResponse { key_packages }))
+        })
+        .await
+    }
+
+    async fn send_group_messages(
+        &self,
+        request: Request<SendGroupMessagesRequest>,
+    ) -> Result<Response<SendGroupMessagesResponse>, Status> {
+        let messages = request.into_inner().messages;
+        for m in &messages {
+            if m.group_id.is_empty() {
+                return Err(Status::invalid_argument("empty group id"));
+            }
+            check_data(&m.data)?;
+        }
+        let sequence_ids = self
+            .store_and_broadcast(messages, &self.group_messages, |s, m, now| {
+                s.insert_group_messages(m, now)
+            })
+            .await?;
+        Ok(Response::new(SendGroupMessagesResponse { sequence_ids }))
+    }
+
+    async fn query_group_messages(
+        &self,
+        request: Request<QueryGroupMessagesRequest>,
+    ) -> Result<Response<QueryGroupMessagesResponse>, Status> {
+        let req = request.into_inner();
+        let limit = query_limit(req.limit);
+        self.blocking(move |storage| {
+            let messages = storage
+                .query_group_messages(&req.group_id, req.after_sequence_id, limit)
+                .map_err(storage_status)?;
+            let cursor = messages
+                .last()
+                .map_or(req.after_sequence_id, |m| m.sequence_id);
+            Ok(Response::new(QueryGroupMessagesResponse {
+                messages,
+                cursor,
+            }))
+        })
+        .await
+    }
+
+    type SubscribeGroupMessagesStream = ResponseStream<GroupMessage>;
+
+    async fn subscribe_group_messages(
+        &self,
+        request: Request<SubscribeGroupMessagesRequest>,
+    ) -> Result<Response<Self::SubscribeGroupMessagesStream>, Status> {
+        let groups: HashSet<Vec<u8>> = request.into_inner().group_ids.into_iter().collect();
+        check_id_count(groups.len())?;
+        let stream = self.subscribe(&self.group_messages, move |m: &GroupMessage| {
+            groups.contains(&m.group_id)
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn send_welcomes(
+        &self,
+        request: Request<SendWelcomesRequest>,
+    ) -> Result<Response<SendWelcomesResponse>, Status> {
+        let welcomes = request.into_inner().welcomes;
+        for w in &welcomes {
+            check_installation_id(&w.installation_id)?;
+            check_data(&w.data)?;
+        }
+        self.store_and_broadcast(welcomes, &self.welcomes, |s, w, now| {
+            s.insert_welcomes(w, now)
+        })
+        .await?;
+        Ok(Response::new(SendWelcomesResponse {}))
+    }
+
+    async fn query_welcomes(
+        &self,
+        request: Request<QueryWelcomesRequest>,
+    ) -> Result<Response<QueryWelcomesResponse>, Status> {
+        let req = request.into_inner();
+        check_installation_id(&req.installation_id)?;
+        let limit = query_limit(req.limit);
+        self.blocking(move |storage| {
+            let welcomes = storage
+                .query_welcomes(&req.installation_id, req.after_sequence_id, limit)
+                .map_err(storage_status)?;
+            let cursor = welcomes
+                .last()
+                .map_or(req.after_sequence_id, |w| w.sequence_id);
+            Ok(Response::new(QueryWelcomesResponse { welcomes, cursor }))
+        })
+        .await
+    }
+
+    type SubscribeWelcomesStream = ResponseStream<Welcome>;
+
+    async fn subscribe_welcomes(
+        &self,
+        request: Request<SubscribeWelcomesRequest>,
+    ) -> Result<Response<Self::SubscribeWelcomesStream>, Status> {
+        let installation_id = request.into_inner().installation_id;
+        check_installation_id(&installation_id)?;
+        let stream = self.subscribe(&self.welcomes, move |w: &Welcome| {
+            w.installation_id == installation_id
+        });
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,526 @@
+//! What the node keeps: identity logs, key packages, group messages and welcomes.
+//!
+//! [`NodeStorage`] is synchronous; the server calls it from blocking tasks. [`SqliteStorage`]
+//! is the implementation the node ships with.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use ferry_proto::identity::IdentityUpdate;
+use ferry_proto::node::{GroupMessage, GroupMessageInput, Welcome, WelcomeInput};
+use prost::Message;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+/// The schema version this code writes, kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE identity_updates (
+    inbox_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    update_bytes BLOB NOT NULL,
+    PRIMARY KEY (inbox_id, sequence)
+) WITHOUT ROWID;
+
+CREATE TABLE installations (
+    installation_id BLOB PRIMARY KEY,
+    inbox_id TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE key_packages (
+    installation_id BLOB NOT NULL,
+    last_resort INTEGER NOT NULL,
+    key_package BLOB NOT NULL,
+    PRIMARY KEY (installation_id, last_resort)
+) WITHOUT ROWID;
+
+CREATE TABLE group_messages (
+    sequence_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    created_at_ns INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    commit_epoch INTEGER
+);
+CREATE INDEX group_messages_by_group ON group_messages (group_id, sequence_id);
+
+CREATE TABLE welcomes (
+    sequence_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    installation_id BLOB NOT NULL,
+    created_at_ns INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX welcomes_by_installation ON welcomes (installation_id, sequence_id);
+";
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database file could not be opened or initialised.
+    #[error("cannot open node database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer version of the node.
+    #[error("node database {} has schema version {found}; this node knows up to {SCHEMA_VERSION}", path.display())]
+    UnsupportedVersion { path: PathBuf, found: i64 },
+    /// Another update already holds this position of the inbox's log.
+    #[error("sequence {sequence} of inbox {inbox_id} is already taken")]
+    SequenceTaken { inbox_id: String, sequence: u64 },
+    /// The installation was already added to an inbox (possibly another one).
+    #[error("installation {installation} already belongs to inbox {inbox_id}")]
+    InstallationTaken {
+        installation: String,
+        inbox_id: String,
+    },
+    /// Stored data does not decode.
+    #[error("corrupt node database: {0}")]
+    Corrupt(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// How an identity update changes the installation index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallationChange {
+    /// The update adds this installation to its inbox.
+    Add(Vec<u8>),
+    /// The update revokes this installation.
+    Revoke(Vec<u8>),
+}
+
+/// An installation as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationRecord {
+    pub inbox_id: String,
+    pub revoked: bool,
+}
+
+/// The node's storage. Implementations must be safe to call from several threads.
+pub trait NodeStorage: Send + Sync + 'static {
+    /// The inbox's log in sequence order; empty when the inbox does not exist.
+    fn identity_log(&self, inbox_id: &str) -> Result<Vec<IdentityUpdate>, StorageError>;
+
+    /// Appends an already verified update at `sequence` and applies `change` to the
+    /// installation index, atomically. Fails with [`StorageError::SequenceTaken`] when the
+    /// position is taken and [`StorageError::InstallationTaken`] when an added installation
+    /// is already indexed.
+    fn append_identity_update(
+        &self,
+        inbox_id: &str,
+        sequence: u64,
+        update: &IdentityUpdate,
+        change: Option<&InstallationChange>,
+    ) -> Result<(), StorageError>;
+
+    /// The index entry of an installation, if it was ever added.
+    fn installation(
+        &self,
+        installation_id: &[u8],
+    ) -> Result<Option<InstallationRecord>, StorageError>;
+
+    /// Stores the installation's regular or last-resort key package, replacing the previous.
+    fn put_key_package(
+        &self,
+        installation_id: &[u8],
+        key_package: &[u8],
+        last_resort: bool,
+    ) -> Result<(), StorageError>;
+
+    /// Hands out the regular key package (deleting it) or else the last-resort one.
+    fn take_key_package(&self, installation_id: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Stores a batch of group messages in one transaction, all or nothing, assigning
+    /// increasing sequence ids (rival commits of one epoch are all kept, in order).
+    fn insert_group_messages(
+        &self,
+        messages: &[GroupMessageInput],
+        created_at_ns: i64,
+    ) -> Result<Vec<GroupMessage>, StorageError>;
+
+    /// Up to `limit` messages of the group with a sequence id above `after`, ascending.
+    fn query_group_messages(
+        &self,
+        group_id: &[u8],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<GroupMessage>, StorageError>;
+
+    /// Stores a batch of welcomes in one transaction, assigning increasing sequence ids.
+    fn insert_welcomes(
+        &self,
+        welcomes: &[WelcomeInput],
+        created_at_ns: i64,
+    ) -> Result<Vec<Welcome>, StorageError>;
+
+    /// Up to `limit` welcomes of the installation with a sequence id above `after`, ascending.
+    fn query_welcomes(
+        &self,
+        installation_id: &[u8],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Welcome>, StorageError>;
+}
+
+/// [`NodeStorage`] in one SQLite database (WAL mode), behind a mutex.
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path).map_err(|source| StorageError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::init(conn, path)
+    }
+
+    /// A database that lives as long as this value (for tests and throwaway nodes).
+    pub fn in_memory() -> Result<Self, StorageError> {
+        let conn = Connection::open_in_memory().map_err(|source| StorageError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Self::init(conn, Path::new(":memory:"))
+    }
+
+    fn init(mut conn: Connection, path: &Path) -> Result<Self, StorageError> {
+        let open_err = |source| StorageError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        // In-memory databases answer "memory"; that is fine.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(open_err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA).map_err(open_err)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(open_err)?;
+            }
+            SCHEMA_VERSION => {}
+            found => {
+                return Err(StorageError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found,
+                })
+            }
+        }
+        tx.commit().map_err(open_err)?;
+        Ok(SqliteStorage {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done transaction behind (rusqlite
+        // rolls back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sequence ids and cursors are u64 on the wire and i64 in SQLite.
+fn to_sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+impl NodeStorage for SqliteStorage {
+    fn identity_log(&self, inbox_id: &str) -> Result<Vec<IdentityUpdate>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT update_bytes FROM identity_updates WHERE inbox_id = ?1 ORDER BY sequence",
+        )?;
+        let rows = stmt.query_map([inbox_id], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|bytes| {
+            IdentityUpdate::decode(bytes?.as_slice()).map_err(|e| {
+                StorageError::Corrupt(format!("identity update of inbox {inbox_id}: {e}"))
+            })
+        })
+        .collect()
+    }
+
+    fn append_identity_update(
+        &self,
+        inbox_id: &str,
+        sequence: u64,
+        update: &IdentityUpdate,
+        change: Option<&InstallationChange>,
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let taken = || StorageError::SequenceTaken {
+            inbox_id: inbox_id.to_string(),
+            sequence,
+        };
+        let next: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM identity_updates WHERE inbox_id = ?1",
+            [inbox_id],
+            |r| r.get(0),
+        )?;
+        if to_sql_id(sequence) < next {
+            return Err(taken());
+        }
+        tx.execute(
+            "INSERT INTO identity_updates (inbox_id, sequence, update_bytes) VALUES (?1, ?2, ?3)",
+            params![inbox_id, to_sql_id(sequence), update.encode_to_vec()],
+        )
+        .map_err(|e| if is_constraint(&e) { taken() } else { e.into() })?;
+        match change {
+            Some(InstallationChange::Add(installation)) => {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT inbox_id FROM installations WHERE installation_id = ?1",
+                        [installation],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(owner) = existing {
+                    return Err(StorageError::InstallationTaken {
+                        installation: hex::encode(installation),
+                        inbox_id: owner,
+                    });
+                }
+                tx.execute(
+                    "INSERT INTO installations (installation_id, inbox_id, revoked) VALUES (?1, ?2, 0)",
+                    params![installation, inbox_id],
+                )?;
+            }
+            Some(InstallationChange::Revoke(installation)) => {
+                tx.execute(
+                    "UPDATE installations SET revoked = 1 WHERE installation_id = ?1 AND inbox_id = ?2",
+                    params![installation, inbox_id],
+                )?;
+                tx.execute(
+                    "DELETE FROM key_packages WHERE installation_id = ?1",
+                    [installation],
+                )?;
+            }
+            None => {}
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn installation(
+        &self,
+        installation_id: &[u8],
+    ) -> Result<Option<InstallationRecord>, StorageError> {
+        let conn = self.conn();
+        let record = conn
+            .query_row(
+                "SELECT inbox_id, revoked FROM installations WHERE installation_id = ?1",
+                [installation_id],
+                |r| {
+                    Ok(InstallationRecord {
+                        inbox_id: r.get(0)?,
+                        revoked: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(record)
+    }
+
+    fn put_key_package(
+        &self,
+        installation_id: &[u8],
+        key_package: &[u8],
+        last_resort: bool,
+    ) -> Result<(), StorageError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO key_packages (installation_id, last_resort, key_package)
+             VALUES (?1, ?2, ?3)",
+            params![installation_id, last_resort, key_package],
+        )?;
+        Ok(())
+    }
+
+    fn take_key_package(&self, installation_id: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Regular (last_resort = 0) sorts first.
+        let found: Option<(bool, Vec<u8>)> = tx
+            .query_row(
+                "SELECT last_resort, key_package FROM key_packages WHERE installation_id = ?1
+                 ORDER BY last_resort LIMIT 1",
+                [installation_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((false, _)) = found {
+            tx.execute(
+                "DELETE FROM key_packages WHERE installation_id = ?1 AND last_resort = 0",
+                [installation_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(found.map(|(_, kp)| kp))
+    }
+
+    fn insert_group_messages(
+        &self,
+        messages: &[GroupMessageInput],
+        created_at_ns: i64,
+    ) -> Result<Vec<GroupMessage>, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stored = Vec::with_capacity(messages.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO group_messages (group_id, created_at_ns, data, commit_epoch)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for m in messages {
+                // Epochs are stored bit-for-bit as i64; only equality matters.
+                let epoch = m.commit_epoch.map(|e| e as i64);
+                stmt.execute(params![m.group_id, created_at_ns, m.data, epoch])?;
+                stored.push(GroupMessage {
+                    group_id: m.group_id.clone(),
+                    sequence_id: tx.last_insert_rowid() as u64,
+                    created_at_ns,
+                    data: m.data.clone(),
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn query_group_messages(
+        &self,
+        group_id: &[u8],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<GroupMessage>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sequence_id, created_at_ns, data FROM group_messages
+             WHERE group_id = ?1 AND sequence_id > ?2 ORDER BY sequence_id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![group_id, to_sql_id(after), limit], |r| {
+            Ok(GroupMessage {
+                group_id: group_id.to_vec(),
+                sequence_id: r.get::<_, i64>(0)? as u64,
+                created_at_ns: r.get(1)?,
+                data: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_welcomes(
+        &self,
+        welcomes: &[WelcomeInput],
+        created_at_ns: i64,
+    ) -> Result<Vec<Welcome>, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stored = Vec::with_capacity(welcomes.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO welcomes (installation_id, created_at_ns, data) VALUES (?1, ?2, ?3)",
+            )?;
+            for w in welcomes {
+                stmt.execute(params![w.installation_id, created_at_ns, w.data])?;
+                stored.push(Welcome {
+                    installation_id: w.installation_id.clone(),
+                    sequence_id: tx.last_insert_rowid() as u64,
+                    created_at_ns,
+                    data: w.data.clone(),
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn query_welcomes(
+        &self,
+        installation_id: &[u8],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Welcome>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sequence_id, created_at_ns, data FROM welcomes
+             WHERE installation_id = ?1 AND sequence_id > ?2 ORDER BY sequence_id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![installation_id, to_sql_id(after), limit], |r| {
+            Ok(Welcome {
+                installation_id: installation_id.to_vec(),
+                sequence_id: r.get::<_, i64>(0)? as u64,
+                created_at_ns: r.get(1)?,
+                data: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(group: &[u8], data: &[u8], epoch: Option<u64>) -> GroupMessageInput {
+        GroupMessageInput {
+            group_id: group.to_vec(),
+            data: data.to_vec(),
+            commit_epoch: epoch,
+        }
+    }
+
+    #[test]
+    fn rival_commits_are_both_kept_in_order() {
+        let s = SqliteStorage::in_memory().unwrap();
+        s.insert_group_messages(&[input(b"g", b"c1", Some(1))], 1)
+            .unwrap();
+        s.insert_group_messages(&[input(b"g", b"m", None), input(b"g", b"c1'", Some(1))], 2)
+            .unwrap();
+        let all = s.query_group_messages(b"g", 0, 100).unwrap();
+        let data: Vec<&[u8]> = all.iter().map(|m| m.data.as_slice()).collect();
+        assert_eq!(data, [b"c1".as_slice(), b"m", b"c1'"]);
+        assert!(all.windows(2).all(|w| w[0].sequence_id < w[1].sequence_id));
+    }
+
+    #[test]
+    fn schema_version_is_set_and_newer_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        drop(SqliteStorage::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStorage::open(&path)
+            .err()
+            .expect("newer schema refused");
+        assert!(
+            matches!(err, StorageError::UnsupportedVersion { .. }),
+            "{err}"
+        );
+    }
+}
