@@ -36,11 +36,13 @@
 //!
 //! # Commits
 //!
-//! [`add_members`] and [`remove_members`] merge their commit at once (the group moves to the
-//! next epoch before the commit is published). To undo that when publishing fails, do both in
-//! one [`Provider::transaction`] and return an error from it. The author must not
-//! [`process`] its own commit when the delivery service echoes it back (it would be rejected
-//! as [`Error::WrongEpoch`]).
+//! [`add_members`], [`remove_members`] and [`update_metadata`] merge their commit at once.
+//! Their `stage_*` twins leave it pending instead, for a delivery service where two members
+//! may commit in the same epoch: publish the pending commit, then [`process`] the channel in
+//! order; meeting it first yields [`Processed::OwnCommit`] (merged), while a rival commit of
+//! the same epoch met first is applied and the pending one dropped (publish the change again
+//! on the new epoch). An author of a merged commit must not [`process`] its echo (it would be
+//! rejected as [`Error::WrongEpoch`]).
 
 use std::fmt;
 
@@ -48,11 +50,11 @@ use ferry_store::rusqlite::{self, Connection, Transaction, TransactionBehavior};
 use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, ExtensionType,
-    GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroupCreateConfig, MlsGroupJoinConfig,
-    MlsGroupStateError, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProcessMessageError,
-    ProcessedMessageContent, ProtocolMessage, ProtocolVersion, StagedWelcome, ValidationError,
-    WelcomeError,
+    BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, Extension,
+    ExtensionType, Extensions, GroupContext, GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, MlsGroupStateError, MlsMessageBodyIn, MlsMessageIn,
+    MlsMessageOut, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, ProtocolVersion,
+    RequiredCapabilitiesExtension, StagedWelcome, UnknownExtension, ValidationError, WelcomeError,
 };
 use openmls_basic_credential::{SignatureKeyPair, StorageId};
 use openmls_rust_crypto::RustCrypto;
@@ -67,6 +69,14 @@ pub use openmls::group::MlsGroup;
 
 /// The one ciphersuite Ferry uses: X25519, AES-128-GCM, SHA-256, Ed25519.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// The group-context extension (a private-use type) in which Ferry keeps a group's metadata
+/// (name, description, kind, ...): installations added later read it from their welcome.
+pub const METADATA_EXTENSION: u16 = 0xff01;
+
+/// How many past epochs' secrets a member keeps, so an application message sent just before a
+/// commit it had not seen yet still decrypts after that commit.
+pub const MAX_PAST_EPOCHS: usize = 8;
 
 /// The savepoint every state-changing operation runs in.
 const SAVEPOINT: &str = "ferry_mls";
@@ -381,13 +391,17 @@ impl Identity {
 /// package carrying that extension fails validation unless its leaf lists it).
 fn capabilities() -> Capabilities {
     Capabilities::builder()
-        .extensions(vec![ExtensionType::LastResort])
+        .extensions(vec![
+            ExtensionType::LastResort,
+            ExtensionType::Unknown(METADATA_EXTENSION),
+        ])
         .build()
 }
 
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
         .build()
 }
 
@@ -424,11 +438,26 @@ pub fn create_group(
     identity: &Identity,
     group_id: &[u8],
 ) -> Result<MlsGroup> {
-    let config = MlsGroupCreateConfig::builder()
+    create_group_with_metadata(provider, identity, group_id, None)
+}
+
+/// [`create_group`] with the application's `metadata` in the [`METADATA_EXTENSION`]
+/// group-context extension (read it with [`group_metadata`]).
+pub fn create_group_with_metadata(
+    provider: &Provider<'_>,
+    identity: &Identity,
+    group_id: &[u8],
+    metadata: Option<&[u8]>,
+) -> Result<MlsGroup> {
+    let mut builder = MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(true)
-        .capabilities(capabilities())
-        .build();
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .capabilities(capabilities());
+    if let Some(m) = metadata {
+        builder = builder.with_group_context_extensions(metadata_extensions(m)?);
+    }
+    let config = builder.build();
     atomic(provider, || {
         MlsGroup::new_with_group_id(
             provider,
@@ -443,6 +472,79 @@ pub fn create_group(
             e => mls_err("creating a group")(e),
         })
     })
+}
+
+/// The group context's extensions: the metadata, and the requirement that every member
+/// support it (without which a later metadata change is refused).
+fn metadata_extensions(metadata: &[u8]) -> Result<Extensions<GroupContext>> {
+    Extensions::from_vec(vec![
+        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
+            &[ExtensionType::Unknown(METADATA_EXTENSION)],
+            &[],
+            &[],
+        )),
+        Extension::Unknown(METADATA_EXTENSION, UnknownExtension(metadata.to_vec())),
+    ])
+    .map_err(mls_err("building the metadata extension"))
+}
+
+/// The bytes in the group's [`METADATA_EXTENSION`], if it has one.
+pub fn group_metadata(group: &MlsGroup) -> Option<Vec<u8>> {
+    group
+        .extensions()
+        .unknown(METADATA_EXTENSION)
+        .map(|u| u.0.clone())
+}
+
+/// Replaces the group's metadata in one commit (a group-context-extensions proposal), merges
+/// it and returns the commit.
+pub fn update_metadata(
+    group: &mut MlsGroup,
+    provider: &Provider<'_>,
+    identity: &Identity,
+    metadata: &[u8],
+) -> Result<Vec<u8>> {
+    let out = stage_update_metadata(group, provider, identity, metadata)?;
+    merge_pending_commit(group, provider)?;
+    Ok(out)
+}
+
+/// [`update_metadata`] without the merge (see [`stage_add_members`]).
+pub fn stage_update_metadata(
+    group: &mut MlsGroup,
+    provider: &Provider<'_>,
+    identity: &Identity,
+    metadata: &[u8],
+) -> Result<Vec<u8>> {
+    let extensions = metadata_extensions(metadata)?;
+    atomic_on(group, provider, |group| {
+        let (commit, _welcome, _group_info) = group
+            .update_group_context_extensions(provider, extensions, &identity.keys)
+            .map_err(mls_err("updating the group's metadata"))?;
+        serialize(&commit)
+    })
+}
+
+/// Each member's credential identity and signature public key, in leaf order.
+pub fn member_keys(group: &MlsGroup) -> Vec<(Vec<u8>, Vec<u8>)> {
+    group
+        .members()
+        .map(|m| (credential_id(&m.credential), m.signature_key))
+        .collect()
+}
+
+/// Validates a key package (as [`add_members`] would) and returns its leaf's credential
+/// identity and signature public key, so the caller can check them before adding it.
+pub fn key_package_identity(
+    provider: &Provider<'_>,
+    key_package: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let kp = parse_key_package(provider, key_package)?;
+    let leaf = kp.leaf_node();
+    Ok((
+        credential_id(leaf.credential()),
+        leaf.signature_key().as_slice().to_vec(),
+    ))
 }
 
 /// The group `group_id` as stored, if this installation has it.
@@ -475,6 +577,20 @@ pub fn add_members(
     identity: &Identity,
     key_packages: &[&[u8]],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
+    let out = stage_add_members(group, provider, identity, key_packages)?;
+    merge_pending_commit(group, provider)?;
+    Ok(out)
+}
+
+/// [`add_members`] without the merge: the commit stays pending (stored) until
+/// [`process`] meets it in the delivery order ([`Processed::OwnCommit`]) or another member's
+/// commit of the same epoch comes first (then it is dropped).
+pub fn stage_add_members(
+    group: &mut MlsGroup,
+    provider: &Provider<'_>,
+    identity: &Identity,
+    key_packages: &[&[u8]],
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let kps = key_packages
         .iter()
         .map(|b| parse_key_package(provider, b))
@@ -489,16 +605,46 @@ pub fn add_members(
                 openmls::group::AddMembersError::StorageError(e) => Error::Sqlite(e),
                 e => mls_err("adding members")(e),
             })?;
-        group
-            .merge_pending_commit(provider)
-            .map_err(mls_err("merging a commit"))?;
         Ok((serialize(&commit)?, serialize(&welcome)?))
     })
+}
+
+/// Merges the group's pending commit (made by a `stage_*` function).
+pub fn merge_pending_commit(group: &mut MlsGroup, provider: &Provider<'_>) -> Result<()> {
+    atomic_on(group, provider, |group| {
+        group
+            .merge_pending_commit(provider)
+            .map_err(mls_err("merging a commit"))
+    })
+}
+
+/// Drops the group's pending commit (one the delivery service refused).
+pub fn clear_pending_commit(group: &mut MlsGroup, provider: &Provider<'_>) -> Result<()> {
+    atomic_on(group, provider, |group| {
+        Ok(group.clear_pending_commit(provider.storage())?)
+    })
+}
+
+/// Whether the group has a commit of this installation's waiting to be confirmed.
+pub fn has_pending_commit(group: &MlsGroup) -> bool {
+    group.pending_commit().is_some()
 }
 
 /// Removes the members whose installation ids are `installation_ids` in one commit, merges
 /// it and returns the commit.
 pub fn remove_members(
+    group: &mut MlsGroup,
+    provider: &Provider<'_>,
+    identity: &Identity,
+    installation_ids: &[&[u8]],
+) -> Result<Vec<u8>> {
+    let out = stage_remove_members(group, provider, identity, installation_ids)?;
+    merge_pending_commit(group, provider)?;
+    Ok(out)
+}
+
+/// [`remove_members`] without the merge (see [`stage_add_members`]).
+pub fn stage_remove_members(
     group: &mut MlsGroup,
     provider: &Provider<'_>,
     identity: &Identity,
@@ -522,9 +668,6 @@ pub fn remove_members(
                 openmls::group::RemoveMembersError::StorageError(e) => Error::Sqlite(e),
                 e => mls_err("removing members")(e),
             })?;
-        group
-            .merge_pending_commit(provider)
-            .map_err(mls_err("merging a commit"))?;
         serialize(&commit)
     })
 }
@@ -532,6 +675,17 @@ pub fn remove_members(
 /// Joins a group from a welcome made by [`add_members`]. Uses up (deletes) the key package it
 /// was made for, unless that one is last-resort.
 pub fn join_from_welcome(provider: &Provider<'_>, welcome: &[u8]) -> Result<MlsGroup> {
+    join_from_welcome_replacing(provider, welcome, |_| false)
+}
+
+/// [`join_from_welcome`]; when this installation already holds the welcome's group,
+/// `replace(group_id)` decides whether its old state (say, kept after a removal) gives way to
+/// the new one or the join fails with [`Error::GroupExists`].
+pub fn join_from_welcome_replacing(
+    provider: &Provider<'_>,
+    welcome: &[u8],
+    replace: impl FnOnce(&[u8]) -> bool,
+) -> Result<MlsGroup> {
     let welcome = match deserialize(welcome)?.extract() {
         MlsMessageBodyIn::Welcome(w) => w,
         other => {
@@ -541,17 +695,33 @@ pub fn join_from_welcome(provider: &Provider<'_>, welcome: &[u8]) -> Result<MlsG
             })
         }
     };
+    let map = |e: WelcomeError<rusqlite::Error>| match e {
+        WelcomeError::NoMatchingKeyPackage | WelcomeError::JoinerSecretNotFound => {
+            Error::NoMatchingKeyPackage
+        }
+        WelcomeError::GroupAlreadyExists => Error::GroupExists,
+        WelcomeError::StorageError(e) => Error::Sqlite(e),
+        e => mls_err("joining from a welcome")(e),
+    };
     atomic(provider, || {
-        StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+        let mut builder =
+            StagedWelcome::build_from_welcome(provider, &join_config(), welcome).map_err(map)?;
+        let group_id = builder
+            .processed_welcome()
+            .unverified_group_info()
+            .group_id()
+            .as_slice()
+            .to_vec();
+        if load_group(provider, &group_id)?.is_some() {
+            if !replace(&group_id) {
+                return Err(Error::GroupExists);
+            }
+            builder = builder.replace_old_group();
+        }
+        builder
+            .build()
             .and_then(|staged| staged.into_group(provider))
-            .map_err(|e| match e {
-                WelcomeError::NoMatchingKeyPackage | WelcomeError::JoinerSecretNotFound => {
-                    Error::NoMatchingKeyPackage
-                }
-                WelcomeError::GroupAlreadyExists => Error::GroupExists,
-                WelcomeError::StorageError(e) => Error::Sqlite(e),
-                e => mls_err("joining from a welcome")(e),
-            })
+            .map_err(map)
     })
 }
 
@@ -593,7 +763,12 @@ pub enum Processed {
         /// This installation was removed: the group is now inactive.
         self_removed: bool,
     },
-    /// A standalone proposal, queued for the next commit.
+    /// This installation's own pending commit, met in the delivery order before any rival:
+    /// it is merged now and the group is at `epoch`.
+    OwnCommit { epoch: u64 },
+    /// A standalone proposal. Ferry sends none, and one from a member is not queued: a queued
+    /// proposal would block sending and ride along, unchecked, in this installation's next
+    /// commit.
     Proposal,
     /// Nothing to apply: an echo of this installation's own message, or an external join
     /// proposal (not queued).
@@ -678,9 +853,14 @@ pub fn process(group: &mut MlsGroup, provider: &Provider<'_>, message: &[u8]) ->
                     self_removed,
                 }
             }
-            ProcessedMessageContent::ProposalMessage(proposal) => {
-                group.store_pending_proposal(provider.storage(), *proposal)?;
-                Processed::Proposal
+            ProcessedMessageContent::ProposalMessage(_) => Processed::Proposal,
+            ProcessedMessageContent::OwnPendingCommit => {
+                group
+                    .merge_pending_commit(provider)
+                    .map_err(mls_err("merging a commit"))?;
+                Processed::OwnCommit {
+                    epoch: epoch(group),
+                }
             }
             _ => Processed::Other,
         })

@@ -160,6 +160,50 @@ impl Store {
         Ok(())
     }
 
+    // ---- cursors --------------------------------------------------------------------------
+
+    /// A named position (0 when never set): how far a node topic has been processed, or when a
+    /// chore last ran.
+    pub fn cursor(&self, topic: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM cursors WHERE topic = ?1", [topic], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn set_cursor(&self, topic: &str, value: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO cursors(topic, value) VALUES (?1, ?2)
+             ON CONFLICT(topic) DO UPDATE SET value = excluded.value",
+            params![topic, value],
+        )?;
+        Ok(())
+    }
+
+    /// Updates a conversation's name, description and image url.
+    pub fn set_conversation_metadata(
+        &self,
+        id: &[u8],
+        name: &str,
+        description: &str,
+        image_url: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET name = ?2, description = ?3, image_url = ?4 WHERE id = ?1",
+            params![id, name, description, image_url],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_setting(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     // ---- conversations --------------------------------------------------------------------
 
     /// Inserts a conversation; false when one with this id exists (it is left as it is).

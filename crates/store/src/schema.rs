@@ -75,6 +75,15 @@ CREATE TABLE settings (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 2: the messaging client's positions: a cursor per node topic (a group's messages, this
+    // installation's welcomes) and the time of per-conversation chores, each written in the
+    // same transaction as the MLS state change it follows.
+    r#"
+CREATE TABLE cursors (
+    topic TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The messages-by-conversation-and-time index, which large imports drop and rebuild (a sorted
