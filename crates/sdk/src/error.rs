@@ -28,6 +28,43 @@ pub enum Error {
     NoElements,
     #[error("cancelled")]
     Cancelled,
+    /// Sending, syncing or changing a conversation this installation is not (yet) an active
+    /// member of: a restored conversation waits for an active member to add it.
+    #[error("Group is inactive")]
+    Inactive,
+    #[error("{0}")]
+    Transport(#[from] ferry_transport::TransportError),
+    #[error("mls: {0}")]
+    Mls(#[from] ferry_mls::Error),
+    #[error("identity log of inbox {inbox} does not verify: {source}")]
+    Identity {
+        inbox: String,
+        #[source]
+        source: ferry_identity::IdentityError,
+    },
+    #[error("inbox {0} is unknown to the node")]
+    UnknownInbox(String),
+    /// A group member, key package or welcome failed the identity check.
+    #[error("invalid member: {0}")]
+    InvalidMember(String),
+    #[error("conversation {0} not found")]
+    NoSuchConversation(String),
+    #[error("{0} already holds an installation")]
+    AlreadyRegistered(PathBuf),
+    #[error("{0} holds no installation: run `ferry init` (or Client::create) first")]
+    NotRegistered(PathBuf),
+    #[error("this installation's signature key is missing from its store")]
+    MissingSignatureKey,
+    #[error("commit kept losing its epoch to other members' commits; try again")]
+    CommitRetriesExhausted,
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An archive of another inbox: its conversations could never become active here.
+    #[error("archive belongs to inbox {archive_inbox}, not to this installation's inbox {inbox}")]
+    ForeignArchive {
+        archive_inbox: String,
+        inbox: String,
+    },
 }
 
 impl Error {

@@ -106,6 +106,7 @@ fn vector_imports_its_group_message_and_consent() {
     assert_eq!(
         report,
         ImportReport {
+            format: ArchiveFormat::Xmtp,
             conversations_added: 1,
             messages_imported: 1,
             consent_applied: 1,
@@ -213,6 +214,7 @@ fn reimporting_the_vector_skips_everything() {
     assert_eq!(
         again,
         ImportReport {
+            format: ArchiveFormat::Xmtp,
             conversations_merged: 1,
             messages_skipped: 1,
             consent_skipped: 1,
@@ -611,6 +613,7 @@ const EXPECTED_SKIPPED: u64 = 1 + (TEXT_MESSAGES as u64).div_ceil(80) + 2 + 1;
 
 fn expected_report() -> ImportReport {
     ImportReport {
+        format: ArchiveFormat::Xmtp,
         conversations_added: (GROUPS + DMS) as u64,
         messages_imported: ALL_MESSAGES as u64,
         consent_applied: 4,
@@ -850,6 +853,7 @@ fn generated_archive_imports_everything() {
     assert_eq!(
         again,
         ImportReport {
+            format: ArchiveFormat::Xmtp,
             conversations_merged: (GROUPS + DMS) as u64,
             messages_skipped: ALL_MESSAGES as u64,
             consent_skipped: 4,

@@ -93,9 +93,10 @@ impl Origin {
 }
 
 /// The archive's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArchiveFormat {
+    #[default]
     Ferry,
     /// An archive written by libxmtp (read for migration only).
     Xmtp,
@@ -132,6 +133,8 @@ pub struct ArchiveMetadata {
 /// What [`import_archive`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportReport {
+    /// The format of the archive imported (`ferry`, or `xmtp` for a libxmtp archive).
+    pub format: ArchiveFormat,
     /// Conversations new here, added as restored.
     pub conversations_added: u64,
     /// Conversations already here, kept as they were.
@@ -476,10 +479,12 @@ pub fn import_archive(
     ctl: &Control,
 ) -> Result<ImportReport> {
     let (f, format, len) = sniff(path)?;
-    match format {
+    let mut report = match format {
         ArchiveFormat::Xmtp => xmtp::import(store, f, key, len, ctl),
         ArchiveFormat::Ferry => import_ferry(store, f, key, len, ctl),
-    }
+    }?;
+    report.format = format;
+    Ok(report)
 }
 
 /// One decoded, converted batch from the reading thread.

@@ -6,7 +6,9 @@
 //!   both count as `unknown_skipped`.
 //! * Messages keep their id, sender, time, kind, delivery status and reference. Their
 //!   `decrypted_message_bytes` usually hold an `EncodedContent`, whose type, content and fallback
-//!   are stored as they are (compressed content is kept compressed). Bytes that are not an
+//!   are stored as they are; deflate- or gzip-compressed content is stored inflated (so text
+//!   reads as text), or kept compressed with the compression in `parameters` when it does not
+//!   inflate within the record limit. Bytes that are not an
 //!   `EncodedContent` are kept verbatim, typed from the message's own content-type fields.
 //! * Consent records keep their entity string (for conversations, libxmtp uses the lowercase hex
 //!   of the group id, as Ferry does) and take `consented_at_ns` as their update time.

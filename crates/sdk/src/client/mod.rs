@@ -1,0 +1,488 @@
+//! The messaging client: one installation of an inbox, online through a delivery node.
+//!
+//! A [`Client`] owns the installation's store (`<home>/ferry.db`: conversations, messages,
+//! consent and the MLS state in one SQLite file) and a [`Transport`] to the node. Its API is
+//! blocking; every call that changes MLS state runs in one immediate SQLite transaction that
+//! also holds the rows it produced and the node cursor it advanced, so a crash leaves either
+//! the whole step or none of it, and two processes on one folder take turns instead of
+//! corrupting each other's state.
+//!
+//! Who is who: an inbox is controlled by an account key; each installation has its own
+//! Ed25519 key, which is also its MLS signature key and its installation id. Every MLS leaf
+//! carries the credential `installation id (32 bytes) || inbox id`, and every leaf is checked
+//! against its inbox's identity log (fetched from the node, verified here) when a group is
+//! created, when members are added, when a welcome is processed and on every commit.
+
+mod backup;
+mod conversations;
+mod identity;
+mod sync;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use ferry_identity::{Account, KeyPair};
+use ferry_mls::{Identity, Provider};
+use ferry_store::{ConsentEntity, ConsentRecord, ConsentState, Conversation, Message, Store};
+use ferry_transport::{GrpcTransport, Transport};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+pub use conversations::{Group, GroupOptions, Member, MessageQuery};
+pub use identity::InboxInfo;
+pub use sync::SyncReport;
+pub use worker::Worker;
+
+use crate::{Error, Result};
+
+/// How often, at most, sending checks the conversation's members for installations to add or
+/// remove (the seed's debounce for sends).
+pub const DEFAULT_SEND_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often, at most, syncing does the same.
+pub const DEFAULT_SYNC_CHECK_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
+/// Which inbox a new installation belongs to.
+pub enum AccountKey {
+    /// Create a new inbox with a fresh account key ([`Registration::account_key`] returns it).
+    New,
+    /// A new installation of the inbox this account key controls (its 32-byte secret seed).
+    Existing(Zeroizing<[u8; 32]>),
+}
+
+/// How to make a client.
+pub struct ClientOptions {
+    /// The installation's data folder (created if missing); the store is `<home>/ferry.db`.
+    pub home: PathBuf,
+    /// The delivery node, `http://host:port`.
+    pub node_url: String,
+    /// The history server for history sync; empty turns history sync off.
+    pub history_sync_url: String,
+    pub account: AccountKey,
+    pub send_check_interval: Duration,
+    pub sync_check_interval: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(home: impl Into<PathBuf>, node_url: impl Into<String>, account: AccountKey) -> Self {
+        ClientOptions {
+            home: home.into(),
+            node_url: node_url.into(),
+            history_sync_url: String::new(),
+            account,
+            send_check_interval: DEFAULT_SEND_CHECK_INTERVAL,
+            sync_check_interval: DEFAULT_SYNC_CHECK_INTERVAL,
+        }
+    }
+}
+
+/// What [`Client::create`] made.
+pub struct Registration {
+    pub client: Client,
+    /// The new inbox's account key (32-byte secret seed) when [`AccountKey::New`] was asked
+    /// for: keep it like a password; it is needed to add installations.
+    pub account_key: Option<Zeroizing<[u8; 32]>>,
+}
+
+/// Something that changed, for streams.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message was stored (received, sent here, or from another of this inbox's installations).
+    Message(Message),
+    /// A conversation appeared (created here or joined from a welcome) or was reactivated.
+    Conversation(Conversation),
+}
+
+/// One installation's client. Cheap to clone; clones share the store and the node connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Mutex<Store>,
+    transport: Arc<dyn Transport>,
+    inbox_id: String,
+    installation_id: [u8; 32],
+    node_url: String,
+    history_sync_url: String,
+    /// Milliseconds (atomics, so they can change while the client is shared).
+    send_check_ms: AtomicU64,
+    sync_check_ms: AtomicU64,
+    /// Verified identity logs, by inbox.
+    inboxes: Mutex<HashMap<String, ferry_identity::InboxState>>,
+    subscribers: Mutex<Vec<Sender<Event>>>,
+}
+
+/// Settings keys (the store's `settings` table).
+const S_INBOX: &str = "inbox_id";
+const S_INSTALLATION: &str = "installation_id";
+const S_NODE: &str = "client.node_url";
+const S_HISTORY: &str = "client.history_sync_url";
+const S_SEND_CHECK_MS: &str = "client.send_check_interval_ms";
+const S_SYNC_CHECK_MS: &str = "client.sync_check_interval_ms";
+/// This inbox's installations as last seen (hex, comma-separated).
+pub(crate) const S_KNOWN_OWN: &str = "client.known_own_installations";
+
+/// The store file in a data folder.
+pub fn store_path(home: &Path) -> PathBuf {
+    home.join("ferry.db")
+}
+
+/// The MLS credential of an installation: its id (public key) then its inbox id.
+pub(crate) fn credential(inbox_id: &str, installation_id: &[u8; 32]) -> Vec<u8> {
+    let mut c = installation_id.to_vec();
+    c.extend_from_slice(inbox_id.as_bytes());
+    c
+}
+
+/// Splits a credential made by [`credential`].
+pub(crate) fn parse_credential(c: &[u8]) -> Option<(String, [u8; 32])> {
+    if c.len() <= 32 {
+        return None;
+    }
+    let inst: [u8; 32] = c[..32].try_into().ok()?;
+    let inbox = std::str::from_utf8(&c[32..]).ok()?;
+    Some((inbox.to_string(), inst))
+}
+
+/// A message's id: the same on every installation, derived from what the node stores.
+pub fn message_id(group_id: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"ferry message id v1\0");
+    h.update((group_id.len() as u32).to_be_bytes());
+    h.update(group_id);
+    h.update(data);
+    h.finalize().to_vec()
+}
+
+impl Client {
+    /// Registers a new installation (and, with [`AccountKey::New`], a new inbox) at the node
+    /// and sets up `options.home`. Fails if the folder already holds an installation.
+    pub fn create(options: ClientOptions) -> Result<Registration> {
+        std::fs::create_dir_all(&options.home).map_err(|e| Error::io(&options.home, e))?;
+        let mut store = Store::open(store_path(&options.home))?;
+        if store.setting(S_INSTALLATION)?.is_some() {
+            return Err(Error::AlreadyRegistered(options.home.clone()));
+        }
+        ferry_mls::migrate(store.conn_mut())?;
+        let transport: Arc<dyn Transport> = Arc::new(GrpcTransport::connect(&options.node_url)?);
+
+        let (account, new_key) = match &options.account {
+            AccountKey::New => {
+                let key = KeyPair::generate();
+                let seed = key.seed();
+                (Account::new(key), Some(seed))
+            }
+            AccountKey::Existing(seed) => (Account::new(KeyPair::from_seed(seed)), None),
+        };
+        let inbox_id = account.inbox_id();
+        if new_key.is_some() {
+            transport.publish_identity_update(account.create_inbox(crate::now_ns()))?;
+        }
+        let installation = KeyPair::generate();
+        let installation_id = installation.public_key();
+        // Append the add after the log's head; retry when another installation won the race.
+        let mut attempts = 0;
+        let known_own = loop {
+            let state = identity::fetch_verified(transport.as_ref(), &inbox_id)?
+                .ok_or_else(|| Error::UnknownInbox(inbox_id.clone()))?;
+            let update = account.add_installation(&state, &installation, crate::now_ns());
+            match transport.publish_identity_update(update) {
+                Ok(_) => {
+                    let mut known: Vec<String> = state
+                        .active_installations()
+                        .iter()
+                        .map(hex::encode)
+                        .collect();
+                    known.push(hex::encode(installation_id));
+                    break known;
+                }
+                Err(ferry_transport::TransportError::IdentityConflict(_)) if attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+
+        {
+            let provider = Provider::new(store.conn());
+            let identity = Identity::from_ed25519(
+                &provider,
+                &credential(&inbox_id, &installation_id),
+                &installation.seed(),
+                &installation_id,
+            )?;
+            let last_resort = ferry_mls::generate_key_package(&provider, &identity, true)?;
+            let regular = ferry_mls::generate_key_package(&provider, &identity, false)?;
+            transport.upload_key_package(&installation_id, &last_resort, true)?;
+            transport.upload_key_package(&installation_id, &regular, false)?;
+        }
+        store.set_setting(S_NODE, options.node_url.as_bytes())?;
+        store.set_setting(S_HISTORY, options.history_sync_url.as_bytes())?;
+        store.set_setting(
+            S_SEND_CHECK_MS,
+            options
+                .send_check_interval
+                .as_millis()
+                .to_string()
+                .as_bytes(),
+        )?;
+        store.set_setting(
+            S_SYNC_CHECK_MS,
+            options
+                .sync_check_interval
+                .as_millis()
+                .to_string()
+                .as_bytes(),
+        )?;
+        store.set_setting(S_KNOWN_OWN, known_own.join(",").as_bytes())?;
+        store.set_setting(S_INBOX, inbox_id.as_bytes())?;
+        // Last: its presence means "registered".
+        store.set_setting(S_INSTALLATION, &installation_id)?;
+        let client = Self::from_parts(store, transport)?;
+        Ok(Registration {
+            client,
+            account_key: new_key,
+        })
+    }
+
+    /// Opens the installation in `home`, connecting to the node it was registered with.
+    pub fn open(home: &Path) -> Result<Client> {
+        let path = store_path(home);
+        if !path.exists() {
+            return Err(Error::NotRegistered(home.to_path_buf()));
+        }
+        let mut store = Store::open(&path)?;
+        let url = setting_string(&store, S_NODE)?
+            .ok_or_else(|| Error::NotRegistered(home.to_path_buf()))?;
+        ferry_mls::migrate(store.conn_mut())?;
+        let transport: Arc<dyn Transport> = Arc::new(GrpcTransport::connect(&url)?);
+        Self::from_parts(store, transport)
+    }
+
+    /// Opens the installation in `home` over a transport of the caller's.
+    pub fn open_with(home: &Path, transport: Arc<dyn Transport>) -> Result<Client> {
+        let mut store = Store::open(store_path(home))?;
+        ferry_mls::migrate(store.conn_mut())?;
+        Self::from_parts(store, transport)
+    }
+
+    fn from_parts(store: Store, transport: Arc<dyn Transport>) -> Result<Client> {
+        let home = store
+            .path()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let installation_id: [u8; 32] = store
+            .setting(S_INSTALLATION)?
+            .ok_or_else(|| Error::NotRegistered(home.clone()))?
+            .try_into()
+            .map_err(|_| Error::NotRegistered(home.clone()))?;
+        let inbox_id =
+            setting_string(&store, S_INBOX)?.ok_or_else(|| Error::NotRegistered(home.clone()))?;
+        let ms = |key: &str, default: Duration| -> Result<Duration> {
+            Ok(setting_string(&store, key)?
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(default))
+        };
+        let inner = Inner {
+            node_url: setting_string(&store, S_NODE)?.unwrap_or_default(),
+            history_sync_url: setting_string(&store, S_HISTORY)?.unwrap_or_default(),
+            send_check_ms: AtomicU64::new(
+                ms(S_SEND_CHECK_MS, DEFAULT_SEND_CHECK_INTERVAL)?.as_millis() as u64,
+            ),
+            sync_check_ms: AtomicU64::new(
+                ms(S_SYNC_CHECK_MS, DEFAULT_SYNC_CHECK_INTERVAL)?.as_millis() as u64,
+            ),
+            store: Mutex::new(store),
+            transport,
+            inbox_id,
+            installation_id,
+            inboxes: Mutex::new(HashMap::new()),
+            subscribers: Mutex::new(Vec::new()),
+        };
+        // The signature key must be there.
+        let client = Client {
+            inner: Arc::new(inner),
+        };
+        {
+            let store = client.store();
+            client.mls_identity(&Provider::new(store.conn()))?;
+        }
+        Ok(client)
+    }
+
+    pub fn inbox_id(&self) -> &str {
+        &self.inner.inbox_id
+    }
+
+    pub fn installation_id(&self) -> &[u8; 32] {
+        &self.inner.installation_id
+    }
+
+    pub fn node_url(&self) -> &str {
+        &self.inner.node_url
+    }
+
+    /// The history server used by history sync (empty: history sync is off).
+    pub fn history_sync_url(&self) -> &str {
+        &self.inner.history_sync_url
+    }
+
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// Sets the intervals of the member checks (see [`Group::add_missing_installations`]),
+    /// for this client and the ones opened later on this folder.
+    pub fn set_check_intervals(&self, send: Duration, sync: Duration) -> Result<()> {
+        let store = self.store();
+        store.set_setting(S_SEND_CHECK_MS, send.as_millis().to_string().as_bytes())?;
+        store.set_setting(S_SYNC_CHECK_MS, sync.as_millis().to_string().as_bytes())?;
+        drop(store);
+        self.inner
+            .send_check_ms
+            .store(send.as_millis() as u64, Ordering::Relaxed);
+        self.inner
+            .sync_check_ms
+            .store(sync.as_millis() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How often, at most, sending checks members for installations to add or remove.
+    pub fn send_check_interval(&self) -> Duration {
+        Duration::from_millis(self.inner.send_check_ms.load(Ordering::Relaxed))
+    }
+
+    /// How often, at most, syncing does the same.
+    pub fn sync_check_interval(&self) -> Duration {
+        Duration::from_millis(self.inner.sync_check_ms.load(Ordering::Relaxed))
+    }
+
+    /// The store, locked for this thread (reads; writes go through the client's methods).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn credential(&self) -> Vec<u8> {
+        credential(&self.inner.inbox_id, &self.inner.installation_id)
+    }
+
+    fn mls_identity(&self, provider: &Provider<'_>) -> Result<Identity> {
+        Identity::load(provider, &self.credential(), &self.inner.installation_id)?
+            .ok_or(Error::MissingSignatureKey)
+    }
+
+    // ---- streams ------------------------------------------------------------------------
+
+    /// Every change from now on: messages stored and conversations that appear. Events come
+    /// from this client's own calls and from syncing (run a [`Worker`] to stay online).
+    pub fn stream(&self) -> Receiver<Event> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// New messages in every conversation (the hidden sync conversation excluded).
+    pub fn stream_messages(&self) -> Receiver<Message> {
+        let events = self.stream();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for e in events {
+                if let Event::Message(m) = e {
+                    if tx.send(m).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    /// New conversations (created here, joined from a welcome, or reactivated).
+    pub fn stream_conversations(&self) -> Receiver<Conversation> {
+        let events = self.stream();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for e in events {
+                if let Event::Conversation(c) = e {
+                    if tx.send(c).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    fn emit(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        subs.retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
+    }
+
+    // ---- consent ------------------------------------------------------------------------
+
+    /// Records a consent decision now (it wins over older ones, also from archives).
+    pub fn set_consent(
+        &self,
+        entity_type: ConsentEntity,
+        entity: &str,
+        state: ConsentState,
+    ) -> Result<()> {
+        let entity = match entity_type {
+            ConsentEntity::Conversation => {
+                hex::decode(entity).map_err(|_| {
+                    Error::InvalidArgument(format!("conversation id {entity} is not hex"))
+                })?;
+                entity.to_lowercase()
+            }
+            _ => entity.to_string(),
+        };
+        let store = self.store();
+        store.set_consent(&ConsentRecord {
+            entity_type,
+            entity,
+            state,
+            updated_at_ns: crate::now_ns(),
+        })?;
+        Ok(())
+    }
+
+    pub fn consent(&self, entity_type: ConsentEntity, entity: &str) -> Result<ConsentState> {
+        Ok(self
+            .store()
+            .consent(entity_type, entity)?
+            .map(|c| c.state)
+            .unwrap_or(ConsentState::Unknown))
+    }
+
+    pub fn consent_list(&self) -> Result<Vec<ConsentRecord>> {
+        Ok(self.store().consent_list()?)
+    }
+}
+
+fn setting_string(store: &Store, key: &str) -> Result<Option<String>> {
+    Ok(store
+        .setting(key)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}

@@ -1,0 +1,479 @@
+//! Pulling from the node: welcomes (joining conversations) and group messages. Each item is
+//! applied in one transaction with the cursor that says it was handled, so a crash midway
+//! neither loses nor repeats one.
+
+use ferry_mls::{Processed, Provider};
+use ferry_proto::message::Envelope;
+use ferry_proto::node::{GroupMessage, Welcome};
+use ferry_store::{ConsentState, ConversationFilter, DeliveryStatus, Membership};
+use prost::Message as _;
+use serde::Serialize;
+
+use super::conversations::{
+    conversation_row, decode_welcome_record, describe_commit, envelope_message, membership_message,
+    pending_commit_key, pending_data_key, pending_welcome_key, welcome_outbox_key,
+};
+use super::{message_id, parse_credential, Client, Event, S_KNOWN_OWN};
+use crate::{Error, Result};
+
+const PAGE: u32 = 200;
+const WELCOMES_TOPIC: &str = "welcomes";
+/// Conversations with activity this recent get a new own installation at once.
+const RECENT_NS: i64 = 90 * 24 * 3600 * 1_000_000_000;
+
+fn group_topic(group_id: &[u8]) -> String {
+    format!("group/{}", hex::encode(group_id))
+}
+
+/// Moves a cursor forward to `seq`; false when it is already there or past it.
+fn advance_cursor(store: &ferry_store::Store, topic: &str, seq: u64) -> Result<bool> {
+    if (store.cursor(topic)? as u64) >= seq {
+        return Ok(false);
+    }
+    store.set_cursor(topic, seq as i64)?;
+    Ok(true)
+}
+
+/// Errors of this installation's own storage, which must surface instead of moving a cursor
+/// past a message that was never applied.
+fn is_local(e: &ferry_mls::Error) -> bool {
+    matches!(
+        e,
+        ferry_mls::Error::Sqlite(_) | ferry_mls::Error::Migration(_)
+    )
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// Conversations joined from welcomes.
+    pub conversations_joined: u64,
+    /// Group messages applied (application messages and commits).
+    pub messages_processed: u64,
+    /// Conversations synced.
+    pub conversations_synced: u64,
+    /// Conversations a new installation of this inbox was added to.
+    pub installations_added_to: u64,
+}
+
+/// What one node item came to.
+enum Outcome {
+    Applied(Vec<Event>),
+    Skipped,
+}
+
+impl Client {
+    /// Joins the conversations whose welcomes wait on the node; returns how many.
+    pub fn sync_welcomes(&self) -> Result<u64> {
+        let mut joined = 0;
+        loop {
+            let after = self.store().cursor(WELCOMES_TOPIC)? as u64;
+            let page =
+                self.inner
+                    .transport
+                    .query_welcomes(&self.inner.installation_id, after, PAGE)?;
+            // A node that answers with nothing new must not keep us here.
+            let fresh: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|w| w.sequence_id > after)
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for w in fresh {
+                if self.apply_welcome(&w)? {
+                    joined += 1;
+                }
+            }
+        }
+        Ok(joined)
+    }
+
+    /// Joins from one welcome (if it is new), then catches the group up.
+    pub(crate) fn apply_welcome(&self, w: &Welcome) -> Result<bool> {
+        let outcome = {
+            let store = self.store();
+            let provider = Provider::new(store.conn());
+            let res = provider.transaction(|p| -> Result<Option<(Vec<u8>, Event)>> {
+                // Checked inside the transaction: another process may have just applied it.
+                if !advance_cursor(&store, WELCOMES_TOPIC, w.sequence_id)? {
+                    return Ok(None);
+                }
+                // Removed earlier and now added again: the old state gives way. An active
+                // group is never replaced.
+                let left = |gid: &[u8]| {
+                    matches!(
+                        store.conversation(gid),
+                        Ok(Some(c)) if c.membership == Membership::Left
+                    )
+                };
+                let group = match ferry_mls::join_from_welcome_replacing(p, &w.data, left) {
+                    Ok(g) => g,
+                    Err(ferry_mls::Error::GroupExists) => return Ok(None),
+                    Err(e) if is_local(&e) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "welcome skipped");
+                        return Ok(None);
+                    }
+                };
+                // Every leaf must be an installation its inbox's log holds (a revoked one
+                // still waiting for its removal commit is no reason to refuse the group).
+                self.verify_group(&group)?;
+                let row = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
+                let id = row.id.clone();
+                match store.conversation(&id)? {
+                    Some(old) => {
+                        // A restored conversation comes back to life, history and all.
+                        store.set_membership(&id, Membership::Active)?;
+                        if row.name != old.name || row.description != old.description {
+                            store.set_conversation_metadata(
+                                &id,
+                                &row.name,
+                                &row.description,
+                                &row.image_url,
+                            )?;
+                        }
+                    }
+                    None => {
+                        store.insert_conversation(&row)?;
+                    }
+                }
+                // What this inbox created (on another of its installations) is allowed here
+                // too; what others started stays unknown until the person decides.
+                if row.creator_inbox_id == self.inner.inbox_id
+                    && store
+                        .consent(ferry_store::ConsentEntity::Conversation, &hex::encode(&id))?
+                        .is_none()
+                {
+                    store.set_consent(&ferry_store::ConsentRecord {
+                        entity_type: ferry_store::ConsentEntity::Conversation,
+                        entity: hex::encode(&id),
+                        state: ferry_store::ConsentState::Allowed,
+                        updated_at_ns: crate::now_ns(),
+                    })?;
+                }
+                let c = store.conversation(&id)?.expect("just written");
+                Ok(Some((id, Event::Conversation(c))))
+            });
+            match res {
+                Ok(v) => v,
+                Err(Error::InvalidMember(reason)) => {
+                    tracing::warn!(%reason, "welcome rejected: a member is not in its inbox's log");
+                    advance_cursor(&store, WELCOMES_TOPIC, w.sequence_id)?;
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let Some((id, event)) = outcome else {
+            return Ok(false);
+        };
+        self.emit(vec![event]);
+        self.sync_group(&id)?;
+        Ok(true)
+    }
+
+    /// Applies everything the node has for one group after its cursor; returns how many
+    /// messages were applied.
+    pub(crate) fn sync_group(&self, group_id: &[u8]) -> Result<u64> {
+        let mut applied = 0;
+        loop {
+            let after = self.store().cursor(&group_topic(group_id))? as u64;
+            let page = self
+                .inner
+                .transport
+                .query_group_messages(group_id, after, PAGE)?;
+            let fresh: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|m| m.sequence_id > after)
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for m in &fresh {
+                if self.apply_group_message(group_id, m)? {
+                    applied += 1;
+                }
+            }
+        }
+        self.flush_welcome_outbox(group_id)?;
+        Ok(applied)
+    }
+
+    /// Applies one group message in one transaction with its cursor.
+    pub(crate) fn apply_group_message(&self, group_id: &[u8], m: &GroupMessage) -> Result<bool> {
+        let topic = group_topic(group_id);
+        let store = self.store();
+        let provider = Provider::new(store.conn());
+        let id = message_id(group_id, &m.data);
+        let res = provider.transaction(|p| -> Result<Outcome> {
+            // Checked inside the transaction: another process may have just applied it.
+            if !advance_cursor(&store, &topic, m.sequence_id)? {
+                return Ok(Outcome::Skipped);
+            }
+            let Some(mut group) = ferry_mls::load_group(p, group_id)? else {
+                return Ok(Outcome::Skipped);
+            };
+            let pending_key = pending_commit_key(group_id);
+            if store.setting(&pending_key)?.as_deref() == Some(id.as_slice()) {
+                let had = ferry_mls::has_pending_commit(&group);
+                let welcome = self.take_pending(&store, group_id)?;
+                if !had {
+                    // A rival commit of the same epoch came first and replaced ours.
+                    return Ok(Outcome::Skipped);
+                }
+                // Ours came first in its epoch: everyone applies it, so do we; the welcome
+                // for the installations it adds goes out once this commits.
+                ferry_mls::merge_pending_commit(&mut group, p)?;
+                if let Some(w) = welcome {
+                    store.set_setting(&welcome_outbox_key(group_id), &w)?;
+                }
+                return self.record_own_commit(&store, &group, group_id, id, m.created_at_ns);
+            }
+            let processed = match ferry_mls::process(&mut group, p, &m.data) {
+                Ok(x) => x,
+                Err(e) if is_local(&e) => return Err(e.into()),
+                Err(e) => {
+                    // Our own message coming back (MLS cannot open its own), one from before
+                    // we joined, a commit that lost its epoch, or garbage: the node's order
+                    // is the truth, so move on.
+                    tracing::debug!(error = %e, seq = m.sequence_id, "group message skipped");
+                    return Ok(Outcome::Skipped);
+                }
+            };
+            match processed {
+                Processed::Application { sender, plaintext } => {
+                    let Some((inbox, inst)) = parse_credential(&sender) else {
+                        return Ok(Outcome::Skipped);
+                    };
+                    let Ok(env) = Envelope::decode(plaintext.as_slice()) else {
+                        tracing::warn!("undecodable application message skipped");
+                        return Ok(Outcome::Skipped);
+                    };
+                    let msg = envelope_message(
+                        id,
+                        group_id,
+                        &inbox,
+                        &inst,
+                        env,
+                        DeliveryStatus::Published,
+                    );
+                    // Already here (an archive brought it): nothing new to report.
+                    if !store.insert_message(&msg)? {
+                        return Ok(Outcome::Skipped);
+                    }
+                    Ok(Outcome::Applied(vec![Event::Message(msg)]))
+                }
+                Processed::OwnCommit { .. } => {
+                    self.take_pending(&store, group_id)?;
+                    self.record_own_commit(&store, &group, group_id, id, m.created_at_ns)
+                }
+                Processed::Commit {
+                    committer,
+                    added,
+                    self_removed,
+                    ..
+                } => {
+                    // Every leaf the commit adds must be an installation its inbox's log
+                    // holds now: otherwise the whole commit is refused (the transaction
+                    // rolls back) and every honest member refuses it alike.
+                    let keys = ferry_mls::member_keys(&group);
+                    for cred in &added {
+                        let key = keys
+                            .iter()
+                            .find(|(c, _)| c == cred)
+                            .map(|(_, k)| k.clone())
+                            .unwrap_or_default();
+                        self.verify_leaf(cred, &key)?;
+                    }
+                    let (inbox, inst) = parse_credential(&committer).unwrap_or_default();
+                    let msg = membership_message(
+                        id,
+                        group_id,
+                        &inbox,
+                        &inst,
+                        m.created_at_ns,
+                        &describe_commit(&group, &self.inner.inbox_id),
+                    );
+                    let fresh = store.insert_message(&msg)?;
+                    let row = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
+                    store.set_conversation_metadata(
+                        group_id,
+                        &row.name,
+                        &row.description,
+                        &row.image_url,
+                    )?;
+                    if self_removed {
+                        store.set_membership(group_id, Membership::Left)?;
+                    }
+                    Ok(if fresh {
+                        Outcome::Applied(vec![Event::Message(msg)])
+                    } else {
+                        Outcome::Applied(Vec::new())
+                    })
+                }
+                _ => Ok(Outcome::Skipped),
+            }
+        });
+        let outcome = match res {
+            Ok(o) => o,
+            Err(Error::InvalidMember(reason)) => {
+                tracing::warn!(%reason, seq = m.sequence_id, "commit rejected");
+                advance_cursor(&store, &topic, m.sequence_id)?;
+                Outcome::Skipped
+            }
+            Err(e) => return Err(e),
+        };
+        drop(store);
+        Ok(match outcome {
+            Outcome::Applied(events) => {
+                self.emit(events);
+                true
+            }
+            Outcome::Skipped => false,
+        })
+    }
+
+    /// Forgets this installation's pending commit record; returns its welcome, if any.
+    fn take_pending(&self, store: &ferry_store::Store, group_id: &[u8]) -> Result<Option<Vec<u8>>> {
+        let welcome = store.setting(&pending_welcome_key(group_id))?;
+        store.delete_setting(&pending_commit_key(group_id))?;
+        store.delete_setting(&pending_data_key(group_id))?;
+        store.delete_setting(&pending_welcome_key(group_id))?;
+        Ok(welcome)
+    }
+
+    /// Sends the welcome of a confirmed commit of ours, if one is waiting.
+    pub(crate) fn flush_welcome_outbox(&self, group_id: &[u8]) -> Result<()> {
+        let key = welcome_outbox_key(group_id);
+        let Some(record) = self.store().setting(&key)? else {
+            return Ok(());
+        };
+        if let Some((welcome, to)) = decode_welcome_record(&record) {
+            self.deliver_welcome(&welcome, &to)?;
+        }
+        self.store().delete_setting(&key)?;
+        Ok(())
+    }
+
+    /// The row of this installation's commit, confirmed by the channel's order.
+    fn record_own_commit(
+        &self,
+        store: &ferry_store::Store,
+        group: &ferry_mls::MlsGroup,
+        group_id: &[u8],
+        id: Vec<u8>,
+        at_ns: i64,
+    ) -> Result<Outcome> {
+        let msg = membership_message(
+            id,
+            group_id,
+            &self.inner.inbox_id,
+            &self.inner.installation_id,
+            at_ns,
+            &describe_commit(group, &self.inner.inbox_id),
+        );
+        store.insert_message(&msg)?;
+        let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
+        store.set_conversation_metadata(group_id, &row.name, &row.description, &row.image_url)?;
+        Ok(Outcome::Applied(vec![Event::Message(msg)]))
+    }
+
+    /// Joins new conversations, then syncs every active one (member checks included when
+    /// their interval has passed).
+    pub fn sync_all(&self) -> Result<SyncReport> {
+        let mut report = SyncReport {
+            conversations_joined: self.sync_welcomes()?,
+            ..Default::default()
+        };
+        let conversations = self.store().conversations(&ConversationFilter {
+            include_sync: true,
+            active: Some(true),
+            ..Default::default()
+        })?;
+        for c in conversations {
+            // One broken conversation must not stop the others; the error is logged and the
+            // conversation tried again next time.
+            match self.sync_group(&c.id) {
+                Ok(n) => report.messages_processed += n,
+                Err(e @ Error::Transport(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "sync failed");
+                    continue;
+                }
+            }
+            report.conversations_synced += 1;
+            if self.chore_due(&c.id, self.sync_check_interval())? {
+                // A member check that fails (say, a dead key package) must not stop the rest.
+                if let Err(e) = self.group_handle(c.id.clone()).add_missing_installations() {
+                    tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "member check failed");
+                }
+            }
+        }
+        match self.add_new_own_installations() {
+            Ok(n) => report.installations_added_to += n,
+            Err(e) => tracing::warn!(error = %e, "adding new own installations failed"),
+        }
+        Ok(report)
+    }
+
+    /// When this inbox's log has gained installations since we last looked, adds them to
+    /// every conversation active here in the last 90 days whose consent is not denied, without
+    /// waiting for a send or the sync interval (a new device gets its conversations at once).
+    /// Returns in how many conversations it ran the member check.
+    pub fn add_new_own_installations(&self) -> Result<u64> {
+        let me = self.inner.inbox_id.clone();
+        let Some(state) = self.refresh_inboxes(std::slice::from_ref(&me))?.remove(&me) else {
+            return Ok(0);
+        };
+        let active: Vec<String> = state
+            .active_installations()
+            .iter()
+            .map(hex::encode)
+            .collect();
+        let known: Option<Vec<String>> = self.store().setting(S_KNOWN_OWN)?.map(|v| {
+            String::from_utf8_lossy(&v)
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        });
+        let mine = hex::encode(self.inner.installation_id);
+        let new: Vec<&String> = active
+            .iter()
+            .filter(|i| **i != mine && !known.as_ref().is_some_and(|k| k.contains(i)))
+            .collect();
+        let mut checked = 0;
+        // The first look only records what is there (this installation is new itself).
+        if known.is_some() && !new.is_empty() {
+            let since = crate::now_ns() - RECENT_NS;
+            let conversations = self.store().conversations(&ConversationFilter {
+                include_sync: true,
+                active: Some(true),
+                ..Default::default()
+            })?;
+            for c in conversations {
+                let recent = c
+                    .last_message_ns
+                    .unwrap_or(c.created_at_ns)
+                    .max(c.created_at_ns)
+                    >= since;
+                if !recent || self.conversation_consent(&c)? == ConsentState::Denied {
+                    continue;
+                }
+                match self.group_handle(c.id.clone()).add_missing_installations() {
+                    Ok(()) => checked += 1,
+                    Err(e) => {
+                        tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "adding own installation failed");
+                        // Try again on the next sync.
+                        return Ok(checked);
+                    }
+                }
+            }
+        }
+        self.store()
+            .set_setting(S_KNOWN_OWN, active.join(",").as_bytes())?;
+        Ok(checked)
+    }
+}
