@@ -1,5 +1,6 @@
 //! `ferry bench archive`: measures create, import, re-import and metadata on a seeded store.
 //! `ferry bench passphrase`: measures one Argon2id passphrase stretch.
+//! `ferry bench node`: see `bench_node.rs`.
 //!
 //! Each phase runs in a child process (`ferry bench phase ...`), so its peak RSS is its own.
 
@@ -46,6 +47,20 @@ pub enum BenchCmd {
         /// Timed runs; the median is reported.
         #[arg(long, default_value_t = 5)]
         runs: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messaging on loopback: send and delivery rates in a group, and adding one new
+    /// installation to many conversations.
+    Node {
+        /// Installations in the group (inboxes of two installations each).
+        #[arg(long, default_value_t = 10)]
+        installations: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Conversations the new installation is added to.
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +133,12 @@ pub fn run(c: BenchCmd) -> Result<()> {
             dir,
             json,
         } => bench_archive(messages, conversations, dir, json),
+        BenchCmd::Node {
+            installations,
+            messages,
+            conversations,
+            json,
+        } => crate::bench_node::run(installations, messages, conversations, json),
         BenchCmd::Passphrase {
             t_cost,
             m_cost_kib,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Origin};
 use ferry_sdk::store::{
-    ConsentRecord, Conversation, ConversationFilter, Message, MessageFilter, Store,
+    ConsentEntity, ConsentRecord, ConsentState, Conversation, ConversationFilter, ConversationKind,
+    Message, MessageFilter, Store,
 };
 use ferry_sdk::ArchiveKey;
 use serde::Serialize;
@@ -99,11 +100,17 @@ pub enum ArchiveCmd {
 
 #[derive(Subcommand)]
 pub enum ConversationsCmd {
-    /// List conversations, newest activity first.
+    /// List conversations, newest activity first (a DM's groups appear once).
     List {
         /// Only active (true) or only inactive (false) ones.
         #[arg(long)]
         active: Option<bool>,
+        /// Only conversations with this consent: allowed, denied or unknown.
+        #[arg(long)]
+        consent: Option<String>,
+        /// Only groups or only DMs.
+        #[arg(long)]
+        kind: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -127,6 +134,16 @@ pub enum MessagesCmd {
 pub enum ConsentCmd {
     /// List consent records.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a consent decision (allowed, denied or unknown) for a conversation or an inbox.
+    Set {
+        state: String,
+        #[arg(long, conflicts_with = "inbox", required_unless_present = "inbox")]
+        conversation: Option<String>,
+        #[arg(long)]
+        inbox: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -310,10 +327,14 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
         }
         ArchiveCmd::Import { input, key, json } => {
             let key = key.key()?;
-            let mut store = open_store(home)?;
             let (ctl, bar) = progress(json, "importing");
             install_ctrlc(&ctl);
-            let report = backup::import_archive(&mut store, &input, &key, &ctl);
+            // A registered installation imports through its client: it refuses another
+            // inbox's archive and announces the restored conversations.
+            let report = match registered_client(&home)? {
+                Some(client) => client.import_archive(&input, &key, &ctl),
+                None => backup::import_archive(&mut open_store(home)?, &input, &key, &ctl),
+            };
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -435,13 +456,47 @@ impl From<&Message> for MessageJson {
     }
 }
 
+/// The messaging client of this folder, when it is a registered installation (opening it
+/// touches no network).
+fn registered_client(home: &Option<PathBuf>) -> Result<Option<ferry_sdk::Client>> {
+    let dir = home_dir(home.clone())?;
+    match ferry_sdk::Client::open(&dir) {
+        Ok(c) => Ok(Some(c)),
+        Err(ferry_sdk::Error::NotRegistered(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn conversations(home: Option<PathBuf>, c: ConversationsCmd) -> Result<()> {
-    let ConversationsCmd::List { active, json } = c;
-    let store = open_store(home)?;
-    let list = store.conversations(&ConversationFilter {
+    let ConversationsCmd::List {
         active,
-        ..Default::default()
-    })?;
+        consent,
+        kind,
+        json,
+    } = c;
+    let filter =
+        ConversationFilter {
+            active,
+            consent: match consent.as_deref() {
+                None => None,
+                Some(s) => Some(ConsentState::parse(s).ok_or_else(|| {
+                    format!("consent must be allowed, denied or unknown, not {s}")
+                })?),
+            },
+            kind: match kind.as_deref() {
+                None => None,
+                Some(k) => Some(
+                    ConversationKind::parse(k)
+                        .filter(|k| *k != ConversationKind::Sync)
+                        .ok_or_else(|| format!("kind must be group or dm, not {k}"))?,
+                ),
+            },
+            ..Default::default()
+        };
+    let list = match registered_client(&home)? {
+        Some(client) => client.list_conversations(&filter)?,
+        None => open_store(home)?.conversations(&filter)?,
+    };
     if json {
         print_json(&list.iter().map(ConversationJson::from).collect::<Vec<_>>())?;
     } else {
@@ -468,21 +523,38 @@ pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
         limit,
         json,
     } = c;
-    let store = open_store(home)?;
     let conversation_id = match conversation {
         Some(h) => Some(hex::decode(h.trim()).map_err(|_| "conversation id must be hex")?),
         None => None,
     };
-    if let Some(id) = &conversation_id {
-        if store.conversation(id)?.is_none() {
-            return Err(format!("conversation {} not found", hex::encode(id)).into());
+    let client = match &conversation_id {
+        Some(_) => registered_client(&home)?,
+        None => None,
+    };
+    let list = match (client, conversation_id) {
+        // A DM shows the messages of all its stitched groups.
+        (Some(client), Some(id)) => {
+            client
+                .conversation(&id)?
+                .messages(&ferry_sdk::MessageQuery {
+                    limit,
+                    ..Default::default()
+                })?
         }
-    }
-    let list = store.messages(&MessageFilter {
-        conversation_id,
-        limit,
-        ..Default::default()
-    })?;
+        (_, conversation_id) => {
+            let store = open_store(home)?;
+            if let Some(id) = &conversation_id {
+                if store.conversation(id)?.is_none() {
+                    return Err(format!("conversation {} not found", hex::encode(id)).into());
+                }
+            }
+            store.messages(&MessageFilter {
+                conversation_id,
+                limit,
+                ..Default::default()
+            })?
+        }
+    };
     if json {
         print_json(&list.iter().map(MessageJson::from).collect::<Vec<_>>())?;
     } else {
@@ -519,7 +591,40 @@ impl From<&ConsentRecord> for ConsentJson {
 }
 
 pub fn consent(home: Option<PathBuf>, c: ConsentCmd) -> Result<()> {
-    let ConsentCmd::List { json } = c;
+    let json = match c {
+        ConsentCmd::List { json } => json,
+        ConsentCmd::Set {
+            state,
+            conversation,
+            inbox,
+            json,
+        } => {
+            let state = ConsentState::parse(&state)
+                .ok_or_else(|| format!("state must be allowed, denied or unknown, not {state}"))?;
+            let (entity_type, entity) = match (conversation, inbox) {
+                (Some(c), _) => {
+                    let id = hex::decode(c.trim()).map_err(|_| "conversation id must be hex")?;
+                    (ConsentEntity::Conversation, hex::encode(id))
+                }
+                (None, Some(i)) => (ConsentEntity::Inbox, i),
+                (None, None) => return Err("give --conversation ID or --inbox ID".into()),
+            };
+            let record = ConsentRecord {
+                entity_type,
+                entity,
+                state,
+                updated_at_ns: ferry_sdk::now_ns(),
+            };
+            let store = open_store(home)?;
+            store.set_consent(&record)?;
+            if json {
+                print_json(&ConsentJson::from(&record))?;
+            } else {
+                println!("{} {} {}", record.entity_type, record.entity, record.state);
+            }
+            return Ok(());
+        }
+    };
     let store = open_store(home)?;
     let list = store.consent_list()?;
     if json {

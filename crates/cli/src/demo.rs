@@ -1,9 +1,9 @@
 //! `ferry demo`: the story of a person's history moving to a new installation, told with the
 //! real store and archive code on temporary storage.
 //!
-//! Messaging over MLS and the delivery node are not built yet; the demo shows what exists:
-//! local history, encrypted archives, restore onto a new installation, and what the format
-//! refuses.
+//! Part A (`demo_messaging`) has alice (two installations, then a third) and bob talk over
+//! MLS through a delivery node on loopback: a group, a DM, consent. Part B shows local
+//! history, encrypted archives, restore onto a new installation, and what the format refuses.
 
 use std::path::Path;
 use std::time::Instant;
@@ -147,6 +147,11 @@ pub fn run(keep: bool) -> Result<()> {
     let now = ferry_sdk::now_ns();
     println!("Ferry demo: moving a person's whole history to a new installation.");
     println!("(working in {})", root.display());
+
+    println!("\nPart A: talking, with real clients, MLS and a delivery node.");
+    crate::demo_messaging::run(root)?;
+
+    println!("\nPart B: a whole history in one encrypted archive.");
 
     chapter("1. Alice's phone");
     let mut phone = Store::open(root.join("alice-phone.db"))?;

@@ -5,8 +5,11 @@
 
 mod backup_cmd;
 mod bench;
+mod bench_node;
 mod cmd;
 mod demo;
+mod demo_messaging;
+mod msg_cmd;
 mod output;
 mod run_cmd;
 
@@ -37,6 +40,64 @@ enum Command {
         #[arg(long)]
         hex: bool,
     },
+    /// Register this folder as a new installation (of a new inbox, or of --account-key's).
+    Init {
+        /// The delivery node, http://HOST:PORT.
+        #[arg(long)]
+        node: String,
+        /// The history server for history sync (none: history sync off).
+        #[arg(long)]
+        history_url: Option<String>,
+        /// An existing inbox's account key file: add this installation to that inbox.
+        #[arg(long)]
+        account_key: Option<PathBuf>,
+        /// How often, at most, sending checks members for new installations (ms; default 5000).
+        #[arg(long)]
+        send_check_interval_ms: Option<u64>,
+        /// How often, at most, syncing does the same (ms; default 1800000, 30 min).
+        #[arg(long)]
+        sync_check_interval_ms: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// This installation's inbox and installation ids.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Groups: create, add and remove members, rename, list members.
+    #[command(subcommand)]
+    Group(msg_cmd::GroupCmd),
+    /// The DM with an inbox (found or created).
+    Dm {
+        inbox_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a text message.
+    Send {
+        conversation_id: String,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch welcomes and messages from the node and apply them.
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
+    /// An inbox's installations; revoke one of this inbox's.
+    #[command(subcommand)]
+    Installations(msg_cmd::InstallationsCmd),
+    /// Run the delivery node (gRPC) until SIGINT/SIGTERM.
+    Node {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: String,
+        /// The node's SQLite file (default: in memory).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Create, inspect, verify and import archives.
     #[command(subcommand)]
     Archive(cmd::ArchiveCmd),
@@ -58,7 +119,8 @@ enum Command {
     /// Benchmarks (build with --release).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Keep the installation's background work (today: due backups) going until SIGINT/SIGTERM.
+    /// Keep the installation online (node streams, sync, member checks) and its background work
+    /// (due backups) going until SIGINT/SIGTERM.
     Run {
         /// How often to check whether a backup is due.
         #[arg(long, default_value_t = 60)]
@@ -84,6 +146,35 @@ fn main() {
     let home = cli.home;
     let result = match cli.command {
         Command::Keygen { out, hex } => cmd::keygen(&out, hex),
+        Command::Init {
+            node,
+            history_url,
+            account_key,
+            send_check_interval_ms,
+            sync_check_interval_ms,
+            json,
+        } => msg_cmd::init(
+            home,
+            msg_cmd::InitArgs {
+                node,
+                history_url,
+                account_key,
+                send_check_interval_ms,
+                sync_check_interval_ms,
+            },
+            json,
+        ),
+        Command::Whoami { json } => msg_cmd::whoami(home, json),
+        Command::Group(c) => msg_cmd::group(home, c),
+        Command::Dm { inbox_id, json } => msg_cmd::dm(home, inbox_id, json),
+        Command::Send {
+            conversation_id,
+            text,
+            json,
+        } => msg_cmd::send(home, conversation_id, text, json),
+        Command::Sync { json } => msg_cmd::sync(home, json),
+        Command::Installations(c) => msg_cmd::installations(home, c),
+        Command::Node { listen, db } => msg_cmd::node(listen, db),
         Command::Archive(c) => cmd::archive(home, c),
         Command::Backup(c) => backup_cmd::run(home, c),
         Command::Conversations(c) => cmd::conversations(home, c),

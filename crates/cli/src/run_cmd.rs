@@ -1,9 +1,11 @@
 //! `ferry run`: keeps the installation's background work going until SIGINT or SIGTERM.
 //!
-//! Today that work is the backup scheduler: every `--check-every-secs` it makes the backup the
-//! stored policy says is due (and prunes). Messaging streams join it with the messaging issue.
-//! The store is opened for each check and closed after it, so other `ferry` commands on the
-//! same folder work meanwhile (SQLite's locking; writes wait up to 10 s for each other).
+//! When the folder is a registered installation, it stays online: a worker follows the node's
+//! streams, joins new conversations, applies messages and runs member checks, and each new
+//! message is printed as a line. Every `--check-every-secs` it also makes the backup the
+//! stored policy says is due (and prunes). Other `ferry` commands on the same folder work
+//! meanwhile: every MLS change runs in an immediate SQLite transaction, so two processes take
+//! turns (writes wait up to 10 s for each other) and never interleave inside one change.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,9 +20,19 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let online = match ferry_sdk::Client::open(&home) {
+        Ok(client) => {
+            let messages = client.stream_messages();
+            let worker = client.start_worker();
+            Some((client, worker, messages))
+        }
+        Err(ferry_sdk::Error::NotRegistered(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     println!(
-        "running in {}: backups checked every {} s; Ctrl-C or SIGTERM stops",
+        "running in {}: {}backups checked every {} s; Ctrl-C or SIGTERM stops",
         home.display(),
+        if online.is_some() { "online, " } else { "" },
         check_every.as_secs()
     );
     std::io::stdout().flush()?;
@@ -37,8 +49,23 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
         std::io::stdout().flush()?;
         let until = Instant::now() + check_every;
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            if let Some((_, _, messages)) = &online {
+                while let Ok(m) = messages.try_recv() {
+                    println!(
+                        "message {} in {} from {}: {}",
+                        hex::encode(&m.id),
+                        hex::encode(&m.conversation_id),
+                        m.sender_inbox_id,
+                        m.text().unwrap_or_default().replace('\n', " ")
+                    );
+                }
+                std::io::stdout().flush()?;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    if let Some((_, worker, _)) = online {
+        worker.stop();
     }
     println!("stopped");
     Ok(())

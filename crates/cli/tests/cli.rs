@@ -502,6 +502,7 @@ fn libxmtp_archives_are_recognised_and_imported() {
             "--json",
         ],
     );
+    assert_eq!(report["format"], "xmtp");
     assert_eq!(report["conversations_added"], 1);
     assert_eq!(report["messages_imported"], 1);
     assert_eq!(report["consent_applied"], 1);

@@ -1,0 +1,437 @@
+//! Messaging commands: `init`, `whoami`, `group`, `dm`, `send`, `sync`, `installations`,
+//! and the delivery node (`node`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use ferry_sdk::{AccountKey, Client, ClientOptions, GroupOptions};
+use serde::Serialize;
+
+use crate::cmd::{home_dir, ConversationJson};
+use crate::output::anyhow_like::Result;
+use crate::output::print_json;
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Create a group with these inboxes (all their installations are added).
+    Create {
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        inbox_ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add inboxes to a group.
+    Add {
+        conversation: String,
+        inbox_ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove inboxes from a group.
+    Remove {
+        conversation: String,
+        inbox_ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a group (and optionally change its description).
+    Rename {
+        conversation: String,
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The members of a conversation: inboxes and their installations.
+    Members {
+        conversation: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add installations that joined member inboxes (and drop revoked ones) now.
+    AddMissingInstallations {
+        conversation: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum InstallationsCmd {
+    /// The installations of an inbox (default: this one), from its verified identity log.
+    List {
+        inbox_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an installation of this inbox (needs the account key).
+    Revoke {
+        installation_id: String,
+        /// The account key file (default: HOME/account.key).
+        #[arg(long)]
+        account_key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn account_key_path(home: &Path) -> PathBuf {
+    home.join("account.key")
+}
+
+fn read_account_key(path: &Path) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| format!("cannot read account key {}: {e}", path.display()))?,
+    );
+    let raw: Vec<u8> = match bytes.len() {
+        32 => bytes.to_vec(),
+        64 | 65 => hex::decode(String::from_utf8_lossy(&bytes).trim())
+            .map_err(|_| format!("account key {} is not 64 hex digits", path.display()))?,
+        n => {
+            return Err(format!(
+                "account key {} must hold 32 bytes or 64 hex digits, not {n} bytes",
+                path.display()
+            )
+            .into())
+        }
+    };
+    if raw.len() != 32 {
+        return Err(format!(
+            "account key {} must hold 32 bytes or 64 hex digits",
+            path.display()
+        )
+        .into());
+    }
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&raw);
+    Ok(key)
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    inbox_id: String,
+    installation_id: String,
+    node_url: String,
+    history_sync_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_key_file: Option<String>,
+}
+
+fn whoami_of(client: &Client, account_key_file: Option<String>) -> WhoAmI {
+    WhoAmI {
+        inbox_id: client.inbox_id().to_string(),
+        installation_id: hex::encode(client.installation_id()),
+        node_url: client.node_url().to_string(),
+        history_sync_url: client.history_sync_url().to_string(),
+        account_key_file,
+    }
+}
+
+pub struct InitArgs {
+    pub node: String,
+    pub history_url: Option<String>,
+    pub account_key: Option<PathBuf>,
+    pub send_check_interval_ms: Option<u64>,
+    pub sync_check_interval_ms: Option<u64>,
+}
+
+pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
+    let InitArgs {
+        node,
+        history_url,
+        account_key,
+        send_check_interval_ms,
+        sync_check_interval_ms,
+    } = args;
+    let home = home_dir(home)?;
+    let account = match &account_key {
+        Some(p) => AccountKey::Existing(read_account_key(p)?),
+        None => {
+            let p = account_key_path(&home);
+            if p.exists() {
+                return Err(format!(
+                    "{} exists: pass --account-key to add an installation of that inbox",
+                    p.display()
+                )
+                .into());
+            }
+            AccountKey::New
+        }
+    };
+    let mut options = ClientOptions::new(&home, node, account);
+    options.history_sync_url = history_url.unwrap_or_default();
+    if let Some(ms) = send_check_interval_ms {
+        options.send_check_interval = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = sync_check_interval_ms {
+        options.sync_check_interval = std::time::Duration::from_millis(ms);
+    }
+    let reg = Client::create(options)?;
+    let mut key_file = None;
+    if let Some(seed) = &reg.account_key {
+        let p = account_key_path(&home);
+        let hex = zeroize::Zeroizing::new(format!("{}\n", hex::encode(seed.as_slice())));
+        if let Err(e) = write_secret(&p, hex.as_bytes()) {
+            // The inbox exists now: never lose the key that controls it.
+            eprintln!(
+                "warning: could not save the account key ({e}); keep it: {}",
+                hex.trim()
+            );
+        } else {
+            key_file = Some(p.display().to_string());
+        }
+    }
+    let who = whoami_of(&reg.client, key_file);
+    if json {
+        print_json(&who)?;
+    } else {
+        println!("inbox        {}", who.inbox_id);
+        println!("installation {}", who.installation_id);
+        if let Some(k) = &who.account_key_file {
+            println!("account key  {k} (keep it safe: it adds installations to this inbox)");
+        }
+    }
+    Ok(())
+}
+
+pub fn open_client(home: Option<PathBuf>) -> Result<Client> {
+    let home = home_dir(home)?;
+    Ok(Client::open(&home)?)
+}
+
+pub fn whoami(home: Option<PathBuf>, json: bool) -> Result<()> {
+    let client = open_client(home)?;
+    let who = whoami_of(&client, None);
+    if json {
+        print_json(&who)?;
+    } else {
+        println!("inbox        {}", who.inbox_id);
+        println!("installation {}", who.installation_id);
+        println!("node         {}", who.node_url);
+    }
+    Ok(())
+}
+
+fn parse_id(s: &str) -> Result<Vec<u8>> {
+    Ok(hex::decode(s.trim()).map_err(|_| format!("conversation id {s} is not hex"))?)
+}
+
+#[derive(Serialize)]
+struct Done {
+    id: String,
+    ok: bool,
+}
+
+pub fn group(home: Option<PathBuf>, c: GroupCmd) -> Result<()> {
+    let client = open_client(home)?;
+    let (json, out): (bool, Box<dyn erased::Out>) = match c {
+        GroupCmd::Create {
+            name,
+            description,
+            inbox_ids,
+            json,
+        } => {
+            let g = client.create_group(&inbox_ids, GroupOptions { name, description })?;
+            (json, Box::new(ConversationJson::from(&g.info()?)))
+        }
+        GroupCmd::Add {
+            conversation,
+            inbox_ids,
+            json,
+        } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            g.add_members(&inbox_ids)?;
+            (json, Box::new(g.members()?))
+        }
+        GroupCmd::Remove {
+            conversation,
+            inbox_ids,
+            json,
+        } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            g.remove_members(&inbox_ids)?;
+            (json, Box::new(g.members()?))
+        }
+        GroupCmd::Rename {
+            conversation,
+            name,
+            description,
+            json,
+        } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            g.update_name(&name)?;
+            if let Some(d) = description {
+                g.update_description(&d)?;
+            }
+            (json, Box::new(ConversationJson::from(&g.info()?)))
+        }
+        GroupCmd::Members { conversation, json } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            (json, Box::new(g.members()?))
+        }
+        GroupCmd::AddMissingInstallations { conversation, json } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            g.add_missing_installations()?;
+            (
+                json,
+                Box::new(Done {
+                    id: hex::encode(g.id()),
+                    ok: true,
+                }),
+            )
+        }
+    };
+    if json {
+        println!("{}", out.to_json()?);
+    } else {
+        println!("{}", out.to_line()?);
+    }
+    Ok(())
+}
+
+/// Serialize through a box (each subcommand prints a different shape).
+mod erased {
+    pub trait Out {
+        fn to_json(&self) -> serde_json::Result<String>;
+        fn to_line(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Out for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string_pretty(self)
+        }
+        fn to_line(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+pub fn dm(home: Option<PathBuf>, inbox_id: String, json: bool) -> Result<()> {
+    let client = open_client(home)?;
+    let g = client.find_or_create_dm(&inbox_id)?;
+    let c = ConversationJson::from(&g.info()?);
+    if json {
+        print_json(&c)?;
+    } else {
+        println!("{}", c.id);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Sent {
+    message_id: String,
+    conversation_id: String,
+}
+
+pub fn send(home: Option<PathBuf>, conversation: String, text: String, json: bool) -> Result<()> {
+    let client = open_client(home)?;
+    let g = client.conversation(&parse_id(&conversation)?)?;
+    let id = g.send(&text)?;
+    let out = Sent {
+        message_id: hex::encode(id),
+        conversation_id: hex::encode(g.id()),
+    };
+    if json {
+        print_json(&out)?;
+    } else {
+        println!("{}", out.message_id);
+    }
+    Ok(())
+}
+
+pub fn sync(home: Option<PathBuf>, json: bool) -> Result<()> {
+    let client = open_client(home)?;
+    let report = client.sync_all()?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "joined {} conversations, applied {} messages in {} conversations",
+            report.conversations_joined, report.messages_processed, report.conversations_synced
+        );
+    }
+    Ok(())
+}
+
+pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
+    let home_path = home_dir(home.clone())?;
+    let client = open_client(home)?;
+    match c {
+        InstallationsCmd::List { inbox_id, json } => {
+            let info = client.inbox_info(inbox_id.as_deref().unwrap_or(client.inbox_id()))?;
+            if json {
+                print_json(&info)?;
+            } else {
+                for i in &info.installations {
+                    println!("{i} active");
+                }
+                for i in &info.revoked {
+                    println!("{i} revoked");
+                }
+            }
+        }
+        InstallationsCmd::Revoke {
+            installation_id,
+            account_key,
+            json,
+        } => {
+            let key =
+                read_account_key(&account_key.unwrap_or_else(|| account_key_path(&home_path)))?;
+            let id: [u8; 32] = hex::decode(installation_id.trim())
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or("installation id must be 64 hex digits")?;
+            client.revoke_installation(&key, &id)?;
+            if json {
+                print_json(&Done {
+                    id: hex::encode(id),
+                    ok: true,
+                })?;
+            } else {
+                println!("revoked {}", hex::encode(id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ferry node`: runs the delivery node until SIGINT/SIGTERM.
+pub fn node(listen: String, db: Option<PathBuf>) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
+    println!("listening on {}", running.addr());
+    std::io::stdout().flush()?;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    running.stop();
+    // Whoever started us may have stopped reading our output: that is no failure.
+    let _ = writeln!(std::io::stdout(), "stopped");
+    Ok(())
+}
