@@ -311,8 +311,7 @@ pub fn run(keep: bool) -> Result<()> {
     ));
 
     chapter("Not yet in this build");
-    say("MLS conversations, the delivery node, reactivation of restored conversations and");
-    say("history sync arrive with their issues; see README.md.");
+    say("History sync (the history server and the sync group) arrives with its issue; see README.md.");
     if keep {
         let kept = dir.keep();
         println!("\nkept {}", kept.display());

@@ -147,6 +147,58 @@ pub fn run(root: &Path) -> Result<()> {
             .filter_map(|m| m.text())
             .collect::<Vec<_>>()
     ));
+    chapter("A6. A backup restored on a new phone: read-only until bob writes");
+    let key = ferry_sdk::ArchiveKey::generate();
+    let archive = root.join("alice-messaging.ferry");
+    let meta = phone.create_archive(
+        &archive,
+        &key,
+        &ferry_sdk::backup::ArchiveOptions {
+            label: "Before the new phone".into(),
+            ..Default::default()
+        },
+        &ferry_sdk::backup::Control::new(),
+    )?;
+    say(format!(
+        "alice's phone wrote \"{}\": {} conversations, {} messages, {} bytes (no MLS or installation secrets inside)",
+        meta.label,
+        meta.conversation_count.unwrap_or(0),
+        meta.message_count.unwrap_or(0),
+        meta.file_bytes
+    ));
+    let newphone = Client::create(opts(
+        "alice-newphone",
+        AccountKey::Existing(alice_key.clone()),
+    ))?
+    .client;
+    let report = newphone.import_archive(&archive, &key, &ferry_sdk::backup::Control::new())?;
+    let trip_new = newphone.conversation(trip.id())?;
+    say(format!(
+        "the new phone (a new installation, keys of its own) imported {} conversations and {} messages; \"Road trip\" is active: {}",
+        report.conversations_added,
+        report.messages_imported,
+        trip_new.is_active()?
+    ));
+    match trip_new.send("Am I back?") {
+        Err(e) => say(format!(
+            "sending there now fails: \"{e}\" (history visible, read-only)"
+        )),
+        Ok(_) => say("unexpected: a restored conversation accepted a message"),
+    }
+    trip_bob.send("Alice, are you there?")?;
+    newphone.sync_all()?;
+    say(format!(
+        "bob wrote, his client added alice's new phone through MLS; \"Road trip\" is active: {}, same id, with {} messages in order",
+        trip_new.is_active()?,
+        trip_new
+            .messages(&MessageQuery::default())?
+            .iter()
+            .filter(|m| m.kind == MessageKind::Application)
+            .count()
+    ));
+    trip_new.send("Yes! New phone, same history.")?;
+    bob.sync_all()?;
+    show("Road trip", &everyone, &trip_bob)?;
     node.stop();
     Ok(())
 }

@@ -137,8 +137,11 @@ enum Command {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| {
+                // openmls logs expected events (a message from before this installation
+                // joined) as errors; FERRY_LOG=openmls=debug shows them.
+                tracing_subscriber::EnvFilter::new("warn,openmls=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
