@@ -41,10 +41,11 @@ use ferry_proto::node::node_server::NodeServer;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 
 pub use service::{
     ResponseStream, DEFAULT_QUERY_LIMIT, MAX_IDS_PER_REQUEST, MAX_KEY_PACKAGE_BYTES,
-    MAX_MESSAGE_BYTES, MAX_QUERY_LIMIT,
+    MAX_MESSAGE_BYTES, MAX_PAGE_BYTES, MAX_QUERY_LIMIT,
 };
 pub use storage::{
     InstallationChange, InstallationRecord, NodeStorage, SqliteStorage, StorageError,
@@ -114,9 +115,17 @@ pub async fn serve(
         // Ends the subscription streams, so that the graceful shutdown does not wait on them.
         let _ = stop_tx.send(true);
     };
+    // Small responses go out at once: without TCP_NODELAY, a response written in two parts
+    // waits for the client's delayed ACK (about 40 ms on Linux).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
     tonic::transport::Server::builder()
         .add_service(NodeServer::new(svc))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     Ok(())
 }

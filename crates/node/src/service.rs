@@ -408,9 +408,10 @@ impl Node for NodeService {
         let req = request.into_inner();
         let limit = query_limit(req.limit);
         self.blocking(move |storage| {
-            let messages = storage
+            let mut messages = storage
                 .query_group_messages(&req.group_id, req.after_sequence_id, limit)
                 .map_err(storage_status)?;
+            cap_page(&mut messages, |m| m.data.len());
             let cursor = messages
                 .last()
                 .map_or(req.after_sequence_id, |m| m.sequence_id);
@@ -460,9 +461,10 @@ impl Node for NodeService {
         check_installation_id(&req.installation_id)?;
         let limit = query_limit(req.limit);
         self.blocking(move |storage| {
-            let welcomes = storage
+            let mut welcomes = storage
                 .query_welcomes(&req.installation_id, req.after_sequence_id, limit)
                 .map_err(storage_status)?;
+            cap_page(&mut welcomes, |w| w.data.len());
             let cursor = welcomes
                 .last()
                 .map_or(req.after_sequence_id, |w| w.sequence_id);
@@ -484,4 +486,23 @@ impl Node for NodeService {
         });
         Ok(Response::new(stream))
     }
+}
+
+/// The most bytes of payload one page carries (at least one item, whatever its size), so a
+/// page always fits a client's 8 MiB decoding limit when items are at most 4 MiB.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// Cuts a page after the item that takes it past [`MAX_PAGE_BYTES`]; the client continues
+/// from the cursor of the last item kept.
+fn cap_page<T>(items: &mut Vec<T>, size: impl Fn(&T) -> usize) {
+    let mut total = 0usize;
+    let mut keep = items.len();
+    for (i, item) in items.iter().enumerate() {
+        total += size(item);
+        if total > MAX_PAGE_BYTES && i > 0 {
+            keep = i;
+            break;
+        }
+    }
+    items.truncate(keep);
 }

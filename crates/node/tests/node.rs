@@ -733,3 +733,29 @@ fn start_errors_name_the_address_and_the_path() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_capped_by_bytes_so_large_messages_still_page() {
+    let node = start(None).await;
+    let mut c = client(&node).await;
+    let big = vec![7u8; 3 << 20];
+    for _ in 0..3 {
+        send(&mut c, vec![msg(b"g", &big, None)]).await.unwrap();
+    }
+    send(&mut c, vec![msg(b"g", b"small", None)]).await.unwrap();
+    // 3 MiB messages: one per page, then the rest, never a page over the cap.
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = query(&mut c, b"g", after, 0).await;
+        if page.messages.is_empty() {
+            break;
+        }
+        let bytes: usize = page.messages.iter().map(|m| m.data.len()).sum();
+        assert!(bytes <= ferry_node::MAX_PAGE_BYTES || page.messages.len() == 1);
+        pages.push(page.messages.len());
+        after = page.cursor;
+    }
+    assert_eq!(pages, [1, 1, 2], "{pages:?}");
+    stop(node).await;
+}

@@ -112,10 +112,39 @@ impl Client {
         Ok((inbox, installation))
     }
 
-    /// Checks every leaf of `group` ([`Client::verify_leaf`]).
+    /// Checks every leaf of a group being joined: each must be an installation its inbox's
+    /// log holds. One revoked since it was added passes here (its removal commit may not have
+    /// come yet, and refusing the whole group for it would strand this installation); the
+    /// member checks remove it.
     pub(crate) fn verify_group(&self, group: &MlsGroup) -> Result<()> {
         for (cred, key) in ferry_mls::member_keys(group) {
-            self.verify_leaf(&cred, &key)?;
+            let (inbox, installation) = parse_credential(&cred)
+                .ok_or_else(|| Error::InvalidMember("malformed credential".into()))?;
+            if key != installation {
+                return Err(Error::InvalidMember(format!(
+                    "installation {} signs with another key",
+                    hex::encode(installation)
+                )));
+            }
+            let known = |s: &InboxState| s.installations.contains_key(&installation);
+            let cached = self
+                .inner
+                .inboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&inbox)
+                .is_some_and(known);
+            if !cached
+                && !self
+                    .refresh_inboxes(std::slice::from_ref(&inbox))?
+                    .get(&inbox)
+                    .is_some_and(known)
+            {
+                return Err(Error::InvalidMember(format!(
+                    "installation {} was never in inbox {inbox}'s identity log",
+                    hex::encode(installation)
+                )));
+            }
         }
         Ok(())
     }
