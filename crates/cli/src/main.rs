@@ -98,6 +98,25 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Run the history server (HTTP) until SIGINT/SIGTERM: it keeps encrypted history
+    /// archives for a short time so a new installation can fetch what another uploaded.
+    HistoryServer {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7701")]
+        listen: String,
+        /// Folder for the payloads (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Largest accepted upload, in bytes.
+        #[arg(long, default_value_t = ferry_history::HistoryConfig::default().max_bytes)]
+        max_bytes: u64,
+        /// How long a payload is kept, in seconds.
+        #[arg(long, default_value_t = ferry_history::HistoryConfig::default().ttl.as_secs())]
+        ttl_secs: u64,
+        /// Delete a payload after its first complete download.
+        #[arg(long)]
+        delete_after_download: bool,
+    },
     /// Create, inspect, verify and import archives.
     #[command(subcommand)]
     Archive(cmd::ArchiveCmd),
@@ -178,6 +197,20 @@ fn main() {
         Command::Sync { json } => msg_cmd::sync(home, json),
         Command::Installations(c) => msg_cmd::installations(home, c),
         Command::Node { listen, db } => msg_cmd::node(listen, db),
+        Command::HistoryServer {
+            listen,
+            dir,
+            max_bytes,
+            ttl_secs,
+            delete_after_download,
+        } => msg_cmd::history_server(ferry_history::HistoryConfig {
+            listen,
+            dir,
+            max_bytes,
+            ttl: std::time::Duration::from_secs(ttl_secs.max(1)),
+            delete_after_download,
+            ..Default::default()
+        }),
         Command::Archive(c) => cmd::archive(home, c),
         Command::Backup(c) => backup_cmd::run(home, c),
         Command::Conversations(c) => cmd::conversations(home, c),

@@ -421,16 +421,27 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
 
 /// `ferry node`: runs the delivery node until SIGINT/SIGTERM.
 pub fn node(listen: String, db: Option<PathBuf>) -> Result<()> {
+    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
+    serve_until_stopped(running.addr(), || running.stop())
+}
+
+/// `ferry history-server`: runs the history server until SIGINT/SIGTERM.
+pub fn history_server(config: ferry_history::HistoryConfig) -> Result<()> {
+    let running = ferry_history::RunningHistoryServer::start(config)?;
+    serve_until_stopped(running.addr(), || running.stop())
+}
+
+/// Prints `listening on HOST:PORT` first, waits for SIGINT/SIGTERM, then stops cleanly.
+fn serve_until_stopped(addr: std::net::SocketAddr, stop_server: impl FnOnce()) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
-    println!("listening on {}", running.addr());
+    println!("listening on {addr}");
     std::io::stdout().flush()?;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    running.stop();
+    stop_server();
     // Whoever started us may have stopped reading our output: that is no failure.
     let _ = writeln!(std::io::stdout(), "stopped");
     Ok(())

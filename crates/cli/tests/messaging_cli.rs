@@ -359,3 +359,42 @@ fn run_keeps_an_installation_online_while_other_commands_use_the_same_folder() {
     assert_eq!(texts(&b, &gid), want);
     node.stop();
 }
+
+#[test]
+fn the_history_server_command_serves_until_sigterm() {
+    let t = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["history-server", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(t.path().join("payloads"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(t.path().join("payloads").is_dir(), "its folder was created");
+    unsafe_kill(child.id(), 15);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(Instant::now() < deadline, "history server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -25,7 +25,10 @@ use ferry_proto::node::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+pub mod history;
+
 pub use ferry_proto::node;
+pub use history::{HistoryClient, HistoryError};
 
 /// Why a call to the node failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -209,7 +212,8 @@ impl GrpcTransport {
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client.clone();
-        self.runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let out = self.runtime.block_on(async move {
             match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
                 Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
                 Err(_) => Err(TransportError::Unavailable(format!(
@@ -217,7 +221,14 @@ impl GrpcTransport {
                     CALL_TIMEOUT.as_secs()
                 ))),
             }
-        })
+        });
+        tracing::trace!(
+            call = std::any::type_name::<T>(),
+            micros = started.elapsed().as_micros() as u64,
+            ok = out.is_ok(),
+            "node call"
+        );
+        out
     }
 
     fn subscribe<T: Send + 'static>(

@@ -1,0 +1,555 @@
+//! A blocking client for Ferry's history server (`ferry-history`).
+//!
+//! The history server keeps encrypted archives for a short time: one installation uploads
+//! with [`HistoryClient::upload_file`] and passes the returned URL (and, separately, the
+//! key) to another, which fetches it with [`HistoryClient::download_to`].
+//!
+//! URLs are checked before any request: the base URL must be `http://` or `https://` with a
+//! plain host (no user info, query or fragment), and a download URL must be
+//! `{base}/files/{id}` on the same scheme, host and port as the base URL, so a sync reply
+//! cannot make the client fetch from another host ([`HistoryError::ForeignHost`]).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ureq::http::header::CONTENT_LENGTH;
+use ureq::Agent;
+
+/// Default for [`HistoryClient::with_timeout`]: the longest wait for a connection or for the
+/// next bytes from or to the server.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`HistoryClient::with_max_download`]: 1 GiB, the server's default limit.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 1 << 30;
+/// Longest server message kept in [`HistoryError::Rejected`] and longest upload reply read.
+const MAX_REPLY: u64 = 4096;
+
+/// Why a call to the history server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// A base or download URL that is not acceptable.
+    #[error("invalid history url {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// A download URL on another scheme, host or port than the client's server.
+    #[error("refusing to download from {0}: not the configured history server")]
+    ForeignHost(String),
+    /// The server could not be reached or did not answer in time (retryable).
+    #[error("history server unavailable: {0}")]
+    Unavailable(String),
+    /// No such file: never uploaded, expired, already downloaded or a wrong id.
+    #[error("history file not found")]
+    NotFound,
+    /// More bytes than the server (upload) or this client (download) accepts.
+    #[error("history file too large")]
+    TooLarge,
+    /// The server refused the request.
+    #[error("history server refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// Reading or writing a local file failed.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The scheme, host and port of a URL, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: &'static str,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// A URL split into its origin and the rest (path, query, fragment).
+#[derive(Debug)]
+struct ParsedUrl<'a> {
+    origin: Origin,
+    rest: &'a str,
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> HistoryError {
+    HistoryError::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses `scheme://host[:port][rest]` strictly, with no user info.
+fn parse_url(url: &str) -> Result<ParsedUrl<'_>, HistoryError> {
+    if url.is_empty() {
+        return Err(invalid(url, "empty"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(url, "contains whitespace or control characters"));
+    }
+    let Some((scheme, after)) = url.split_once("://") else {
+        return Err(invalid(url, "expected http:// or https://"));
+    };
+    let (scheme, default_port) = if scheme.eq_ignore_ascii_case("http") {
+        ("http", 80)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        ("https", 443)
+    } else {
+        return Err(invalid(url, "expected http:// or https://"));
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    if authority.is_empty() {
+        return Err(invalid(url, "missing host"));
+    }
+    if authority.contains('@') {
+        return Err(invalid(url, "user info is not allowed"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after_bracket)) = v6.split_once(']') else {
+            return Err(invalid(url, "unclosed IPv6 address"));
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid(url, "bad IPv6 address"));
+        }
+        let port = match after_bracket {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return Err(invalid(url, "bad port")),
+            },
+        };
+        (format!("[{}]", addr.to_ascii_lowercase()), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !host_ok {
+            return Err(invalid(url, "bad host"));
+        }
+        (host.to_ascii_lowercase(), port)
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => match p.parse() {
+            Ok(port) if port != 0 => port,
+            _ => return Err(invalid(url, "bad port")),
+        },
+        Some(_) => return Err(invalid(url, "bad port")),
+    };
+    Ok(ParsedUrl {
+        origin: Origin { scheme, host, port },
+        rest,
+    })
+}
+
+/// A blocking client for one history server.
+#[derive(Debug, Clone)]
+pub struct HistoryClient {
+    base_url: String,
+    origin: Origin,
+    /// The base URL's path without a trailing slash (usually empty).
+    base_path: String,
+    timeout: Duration,
+    max_download: u64,
+    agent: Agent,
+}
+
+impl HistoryClient {
+    /// A client for the server at `base_url` (`http://` or `https://`, optionally with a
+    /// path prefix; no query, fragment or user info). Makes no request.
+    pub fn new(base_url: &str) -> Result<HistoryClient, HistoryError> {
+        let parsed = parse_url(base_url)?;
+        if parsed.rest.contains(['?', '#']) {
+            return Err(invalid(base_url, "query and fragment are not allowed"));
+        }
+        let base_path = parsed.rest.trim_end_matches('/').to_string();
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let origin = parsed.origin;
+        let agent = make_agent(&origin, DEFAULT_TIMEOUT);
+        Ok(HistoryClient {
+            base_url,
+            origin,
+            base_path,
+            timeout: DEFAULT_TIMEOUT,
+            max_download: DEFAULT_MAX_DOWNLOAD,
+            agent,
+        })
+    }
+
+    /// Refuses downloads larger than `bytes`.
+    pub fn with_max_download(mut self, bytes: u64) -> HistoryClient {
+        self.max_download = bytes;
+        self
+    }
+
+    /// The longest wait for a connection, or for the next bytes to or from the server.
+    pub fn with_timeout(mut self, timeout: Duration) -> HistoryClient {
+        self.timeout = timeout;
+        self.agent = make_agent(&self.origin, timeout);
+        self
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Checks that `url` is a download URL of this client's server: the same scheme, host
+    /// and port as the base URL, and the path `{base path}/files/{id}` with a lowercase hex
+    /// id.
+    pub fn check_download_url(&self, url: &str) -> Result<(), HistoryError> {
+        let parsed = parse_url(url)?;
+        if parsed.origin != self.origin {
+            return Err(HistoryError::ForeignHost(url.to_string()));
+        }
+        let id = parsed
+            .rest
+            .strip_prefix(self.base_path.as_str())
+            .and_then(|p| p.strip_prefix("/files/"))
+            .ok_or_else(|| invalid(url, "not a history file url"))?;
+        if !is_id(id) {
+            return Err(invalid(url, "not a history file id"));
+        }
+        Ok(())
+    }
+
+    /// Uploads the file at `path`, streaming it; returns its download URL
+    /// (`{base}/files/{id}`).
+    pub fn upload_file(&self, path: &Path) -> Result<String, HistoryError> {
+        let io_err = |source| HistoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let upload_url = format!("{}/upload", self.base_url);
+        let response = self
+            .agent
+            .post(&upload_url)
+            .header("expect", "100-continue")
+            .content_type("application/octet-stream")
+            .send(file)
+            .map_err(|e| from_ureq(&upload_url, e))?;
+        let mut response = check_status(response)?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY)
+            .read_to_string()
+            .map_err(|e| from_ureq(&upload_url, e))?;
+        let reply: UploadReply =
+            serde_json::from_str(&body).map_err(|e| HistoryError::Rejected {
+                status,
+                message: format!("unreadable upload reply: {e}"),
+            })?;
+        if !is_id(&reply.id) {
+            return Err(HistoryError::Rejected {
+                status,
+                message: "upload reply has an invalid id".to_string(),
+            });
+        }
+        if reply.bytes != len {
+            return Err(HistoryError::Rejected {
+                status,
+                message: format!("server stored {} of {len} bytes", reply.bytes),
+            });
+        }
+        Ok(format!("{}/files/{}", self.base_url, reply.id))
+    }
+
+    /// Downloads `url` (see [`check_download_url`](Self::check_download_url)) to `dest`,
+    /// streaming it into a temporary file beside `dest` that is synced and renamed over
+    /// `dest` once complete. Refuses more than the client's maximum download size. Returns
+    /// the number of bytes written.
+    pub fn download_to(&self, url: &str, dest: &Path) -> Result<u64, HistoryError> {
+        self.check_download_url(url)?;
+        let response = self.agent.get(url).call().map_err(|e| from_ureq(url, e))?;
+        let mut response = check_status(response)?;
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_download) {
+            return Err(HistoryError::TooLarge);
+        }
+
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| HistoryError::Io {
+                path: dest.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".part")
+            .tempfile_in(dir)
+            .map_err(|source| HistoryError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let temp_err = |source| HistoryError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+
+        let mut reader = response.body_mut().as_reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HistoryError::Unavailable(format!("download failed: {e}"))),
+            };
+            total += n as u64;
+            if total > self.max_download {
+                return Err(HistoryError::TooLarge);
+            }
+            temp.write_all(&buf[..n]).map_err(temp_err)?;
+        }
+        if declared.is_some_and(|n| n != total) {
+            return Err(HistoryError::Unavailable(
+                "download ended early".to_string(),
+            ));
+        }
+        temp.as_file().sync_all().map_err(temp_err)?;
+        temp.persist(dest).map_err(|e| temp_err(e.error))?;
+        sync_dir(dir);
+        Ok(total)
+    }
+
+    /// Asks the server whether it is up.
+    pub fn health(&self) -> Result<(), HistoryError> {
+        let health_url = format!("{}/health", self.base_url);
+        let response = self
+            .agent
+            .get(&health_url)
+            .call()
+            .map_err(|e| from_ureq(&health_url, e))?;
+        check_status(response)?;
+        Ok(())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UploadReply {
+    id: String,
+    bytes: u64,
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
+    let mut config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_per_write(Some(timeout))
+        .user_agent(concat!("ferry-transport/", env!("CARGO_PKG_VERSION")));
+    if origin.is_loopback() {
+        // A proxy from the environment cannot reach this machine's loopback.
+        config = config.proxy(None);
+    }
+    config.build().into()
+}
+
+fn from_ureq(url: &str, e: ureq::Error) -> HistoryError {
+    match e {
+        ureq::Error::BadUri(reason) => invalid(url, reason),
+        e => HistoryError::Unavailable(e.to_string()),
+    }
+}
+
+/// Passes 2xx responses through and turns the others into errors.
+fn check_status(
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<ureq::http::Response<ureq::Body>, HistoryError> {
+    let status = response.status().as_u16();
+    match status {
+        200..=299 => Ok(response),
+        404 => Err(HistoryError::NotFound),
+        413 => Err(HistoryError::TooLarge),
+        _ => {
+            let message = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_REPLY)
+                .lossy_utf8(true)
+                .read_to_string()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            if matches!(status, 502..=504) {
+                Err(HistoryError::Unavailable(format!(
+                    "server answered {status}: {message}"
+                )))
+            } else {
+                Err(HistoryError::Rejected { status, message })
+            }
+        }
+    }
+}
+
+/// Makes a rename in `dir` durable where the platform allows it; best effort.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn base_urls_are_validated() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "https://history.example.com",
+            "HTTP://Example.COM:81/prefix/",
+            "http://[::1]:9000",
+        ] {
+            assert!(HistoryClient::new(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in [
+            "",
+            "127.0.0.1:8080",
+            "ftp://example.com",
+            "file:///etc/passwd",
+            "http://",
+            "http:///path",
+            "http://user:pw@example.com",
+            "http://example.com:0",
+            "http://example.com:99999",
+            "http://example.com:",
+            "http://example.com:80x",
+            "http://exa mple.com",
+            "http://example.com/?q=1",
+            "http://example.com/#frag",
+            "http://[::1",
+            "http://[nothex]:80",
+            "http://a:1:2",
+            " http://example.com",
+        ] {
+            assert!(
+                matches!(
+                    HistoryClient::new(bad),
+                    Err(HistoryError::InvalidUrl { .. })
+                ),
+                "{bad:?} should be refused"
+            );
+        }
+        let c = HistoryClient::new("http://127.0.0.1:8080///").unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn download_urls_must_be_on_the_same_origin() {
+        let c = HistoryClient::new("http://127.0.0.1:8080").unwrap();
+        c.check_download_url(&format!("http://127.0.0.1:8080/files/{ID}"))
+            .unwrap();
+        for foreign in [
+            format!("http://127.0.0.2:8080/files/{ID}"),
+            format!("http://127.0.0.1:8081/files/{ID}"),
+            format!("https://127.0.0.1:8080/files/{ID}"),
+            format!("http://localhost:8080/files/{ID}"),
+            format!("http://evil.example/files/{ID}"),
+        ] {
+            assert!(
+                matches!(
+                    c.check_download_url(&foreign),
+                    Err(HistoryError::ForeignHost(_))
+                ),
+                "{foreign} should be foreign"
+            );
+        }
+        for bad in [
+            format!("http://evil.example@127.0.0.1:8080/files/{ID}"),
+            format!("http://127.0.0.1:8080/files/{ID}/x"),
+            format!("http://127.0.0.1:8080/files/{ID}?x=1"),
+            format!("http://127.0.0.1:8080/upload/{ID}"),
+            "http://127.0.0.1:8080/files/".to_string(),
+            "http://127.0.0.1:8080/files/../../etc/passwd".to_string(),
+            "http://127.0.0.1:8080/files/%2e%2e%2f".to_string(),
+            "http://127.0.0.1:8080/health".to_string(),
+            "ftp://127.0.0.1:8080/files/ab".to_string(),
+        ] {
+            assert!(
+                matches!(
+                    c.check_download_url(&bad),
+                    Err(HistoryError::InvalidUrl { .. })
+                ),
+                "{bad} should be invalid"
+            );
+        }
+    }
+
+    #[test]
+    fn default_ports_and_case_are_normalised() {
+        let c = HistoryClient::new("HTTPS://History.Example.com").unwrap();
+        c.check_download_url(&format!("https://history.example.com:443/files/{ID}"))
+            .unwrap();
+        let c = HistoryClient::new("http://example.com:80").unwrap();
+        c.check_download_url(&format!("http://EXAMPLE.com/files/{ID}"))
+            .unwrap();
+        assert!(matches!(
+            c.check_download_url(&format!("http://example.com:443/files/{ID}")),
+            Err(HistoryError::ForeignHost(_))
+        ));
+    }
+
+    #[test]
+    fn path_prefixes_are_kept() {
+        let c = HistoryClient::new("https://example.com/history/").unwrap();
+        assert_eq!(c.base_url(), "https://example.com/history");
+        c.check_download_url(&format!("https://example.com/history/files/{ID}"))
+            .unwrap();
+        assert!(matches!(
+            c.check_download_url(&format!("https://example.com/files/{ID}")),
+            Err(HistoryError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        let origin = |url: &str| parse_url(url).unwrap().origin;
+        assert!(origin("http://127.0.0.1:1").is_loopback());
+        assert!(origin("http://localhost:1").is_loopback());
+        assert!(origin("http://[::1]:1").is_loopback());
+        assert!(!origin("http://example.com").is_loopback());
+    }
+}
