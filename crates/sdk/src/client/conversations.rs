@@ -574,10 +574,13 @@ impl Group {
         );
         {
             let store = client.store();
-            let tx = store
-                .conn()
-                .unchecked_transaction()
-                .map_err(ferry_store::Error::from)?;
+            // IMMEDIATE: a deferred transaction that reads and then writes fails at once
+            // (SQLITE_BUSY, no waiting) when another process wrote in between.
+            let tx = ferry_store::rusqlite::Transaction::new_unchecked(
+                store.conn(),
+                ferry_store::rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(ferry_store::Error::from)?;
             store.insert_message(&m)?;
             let hex_id = hex::encode(&c.id);
             if store
