@@ -45,24 +45,44 @@ struct Node {
     url: String,
 }
 
+/// Starts a server command and returns it with the address of its first line,
+/// `listening on HOST:PORT`.
+fn spawn_listening(args: &[&str], path: &Path) -> (Child, String) {
+    let mut child = bin()
+        .args(args)
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// Waits for a child stopped with SIGTERM and checks it exited cleanly.
+fn exits_cleanly(child: &mut Child, what: &str) {
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{what} exits cleanly on SIGTERM");
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{what} did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Node {
     fn start(db: &Path) -> Node {
-        let mut child = bin()
-            .args(["node", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .to_string();
+        let (child, addr) = spawn_listening(&["node", "--listen", "127.0.0.1:0", "--db"], db);
         Node {
             child,
             url: format!("http://{addr}"),
@@ -71,15 +91,7 @@ impl Node {
 
     fn stop(mut self) {
         unsafe_kill(self.child.id(), 15);
-        let t = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "the node exits cleanly on SIGTERM");
-                return;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "node did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exits_cleanly(&mut self.child, "the node");
     }
 }
 
@@ -363,22 +375,10 @@ fn run_keeps_an_installation_online_while_other_commands_use_the_same_folder() {
 #[test]
 fn the_history_server_command_serves_until_sigterm() {
     let t = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .args(["history-server", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(t.path().join("payloads"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .to_string();
+    let (mut child, addr) = spawn_listening(
+        &["history-server", "--listen", "127.0.0.1:0", "--dir"],
+        &t.path().join("payloads"),
+    );
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -388,13 +388,5 @@ fn the_history_server_command_serves_until_sigterm() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(t.path().join("payloads").is_dir(), "its folder was created");
     unsafe_kill(child.id(), 15);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success());
-            break;
-        }
-        assert!(Instant::now() < deadline, "history server did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exits_cleanly(&mut child, "the history server");
 }
