@@ -561,6 +561,50 @@ fn failed_imports_write_nothing() {
             "data after its final chunk",
         ),
     ];
+    // Damage at the chunk level too: the header, the metadata chunk, chunks swapped,
+    // duplicated, dropped, and a cut exactly at a chunk boundary. (The format crate's tests
+    // check each error; here the point is that none of them writes anything.)
+    let header_len = ferry_archive::HEADER_LEN;
+    let mut bounds = Vec::new();
+    let mut at = header_len;
+    while at < good.len() {
+        let len = u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+        bounds.push((at, 4 + len));
+        at += 4 + len;
+    }
+    assert!(bounds.len() >= 3, "the fixture needs several chunks");
+    let rebuild = |order: &[usize]| -> Vec<u8> {
+        let mut out = good[..header_len].to_vec();
+        for &i in order {
+            let (o, l) = bounds[i];
+            out.extend_from_slice(&good[o..o + l]);
+        }
+        out
+    };
+    let n = bounds.len();
+    let all: Vec<usize> = (0..n).collect();
+    let mut header_flip = good.clone();
+    header_flip[40] ^= 1;
+    let mut metadata_flip = good.clone();
+    metadata_flip[header_len + 10] ^= 1;
+    let mut swapped = all.clone();
+    swapped.swap(n - 2, n - 1);
+    let mut duplicated = all.clone();
+    duplicated.insert(1, 1);
+    let mut dropped = all.clone();
+    dropped.remove(1);
+    let more: Vec<(&str, Vec<u8>)> = vec![
+        ("header flip", header_flip),
+        ("metadata flip", metadata_flip),
+        ("chunks swapped", rebuild(&swapped)),
+        ("chunk duplicated", rebuild(&duplicated)),
+        ("chunk dropped", rebuild(&dropped)),
+        ("cut at a chunk boundary", rebuild(&all[..n - 1])),
+    ];
+    let mut cases = cases;
+    for (name, bytes) in more {
+        cases.push((name, variant(name, &bytes), key(), ""));
+    }
     for (name, p, k, want) in cases {
         let err = backup::import_archive(&mut b, &p, &k, &Control::new()).unwrap_err();
         assert!(err.to_string().contains(want), "{name}: {err}");
