@@ -263,18 +263,23 @@ impl Client {
         let kps = self.fetch_verified_key_packages(&store, &wanted)?;
         let provider = Provider::new(store.conn());
         let identity = self.mls_identity(&provider)?;
-        let (conversation, welcome, added) = provider.transaction(|p| -> Result<_> {
+        let conversation = provider.transaction(|p| -> Result<_> {
             let mut group = ferry_mls::create_group_with_metadata(
                 p,
                 &identity,
                 &group_id,
                 Some(&meta.encode_to_vec()),
             )?;
-            let mut welcome = None;
             if !kps.is_empty() {
                 let refs: Vec<&[u8]> = kps.iter().map(|(_, kp)| kp.as_slice()).collect();
                 let (_commit, w) = ferry_mls::add_members(&mut group, p, &identity, &refs)?;
-                welcome = Some(w);
+                // Kept with the group, so a welcome that fails to go out now is sent again on
+                // the group's next sync instead of being lost.
+                let to: Vec<[u8; 32]> = kps.iter().map(|(i, _)| *i).collect();
+                store.set_setting(
+                    &welcome_outbox_key(&group_id),
+                    &encode_welcome_record(&w, &to),
+                )?;
             }
             let c = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
             store.insert_conversation(&c)?;
@@ -284,13 +289,14 @@ impl Client {
                 state: ConsentState::Allowed,
                 updated_at_ns: crate::now_ns(),
             })?;
-            Ok((c, welcome, kps.iter().map(|(i, _)| *i).collect::<Vec<_>>()))
+            Ok(c)
         })?;
         drop(store);
-        if let Some(w) = welcome {
-            self.deliver_welcome(&w, &added)?;
-        }
         self.emit(vec![Event::Conversation(conversation)]);
+        if let Err(e) = self.flush_welcome_outbox(&group_id) {
+            // The group exists; its welcome waits in the outbox for the next sync.
+            tracing::warn!(error = %e, "welcome not delivered yet; will retry on sync");
+        }
         Ok(self.group_handle(group_id))
     }
 
