@@ -783,3 +783,75 @@ fn a_dead_node_is_a_clear_error_and_a_second_init_is_refused() {
         Err(Error::AlreadyRegistered(_))
     ));
 }
+
+#[test]
+fn each_inbox_has_a_hidden_sync_group_of_its_own_installations() {
+    let net = Net::new();
+    let (alice1, alice_key) = net.inbox("alice1");
+    let (bob, _) = net.inbox("bob");
+    let events = alice1.stream_conversations();
+    alice1.sync_all().unwrap();
+    let sync_id = alice1.ensure_sync_group().unwrap();
+    assert_eq!(
+        alice1.ensure_sync_group().unwrap(),
+        sync_id,
+        "one, not one per call"
+    );
+    // Hidden: not listed, not streamed.
+    assert!(groups(&alice1).is_empty());
+    assert!(events.recv_timeout(Duration::from_millis(300)).is_err());
+    let sync = alice1.conversation(&sync_id).unwrap();
+    assert_eq!(sync.info().unwrap().kind, ConversationKind::Sync);
+    // A new installation of the inbox joins it on the old one's next sync.
+    let alice2 = net.installation("alice2", &alice_key);
+    alice1.sync_all().unwrap();
+    alice2.sync_all().unwrap();
+    assert_eq!(alice2.ensure_sync_group().unwrap(), sync_id);
+    assert_eq!(member_inboxes(&sync), [alice1.inbox_id().to_string()]);
+    assert_eq!(installation_count(&sync), 2);
+    // A welcome to a "sync group" holding another inbox's installation is refused: bob
+    // builds one by hand (his own store, openmls directly) and sends it to alice1.
+    let bob_home = net.home("bob");
+    let bob_inst = *bob.installation_id();
+    let bob_inbox = bob.inbox_id().to_string();
+    let kp = bob
+        .transport()
+        .fetch_key_packages(&[alice1.installation_id().to_vec()])
+        .unwrap()
+        .remove(0);
+    drop(bob);
+    let forged_id = vec![0x5a; 32];
+    {
+        let store = ferry_sdk::store::Store::open(bob_home.join("ferry.db")).unwrap();
+        let p = ferry_mls::Provider::new(store.conn());
+        let mut cred = bob_inst.to_vec();
+        cred.extend_from_slice(bob_inbox.as_bytes());
+        let id = ferry_mls::Identity::load(&p, &cred, &bob_inst)
+            .unwrap()
+            .unwrap();
+        let meta = ferry_proto::message::GroupMetadata {
+            kind: 3,
+            creator_inbox_id: bob_inbox.clone(),
+            ..Default::default()
+        };
+        let mut g = ferry_mls::create_group_with_metadata(
+            &p,
+            &id,
+            &forged_id,
+            Some(&ferry_proto::Message::encode_to_vec(&meta)),
+        )
+        .unwrap();
+        let (_commit, welcome) = ferry_mls::add_members(&mut g, &p, &id, &[&kp]).unwrap();
+        alice1
+            .transport()
+            .send_welcomes(vec![WelcomeInput {
+                installation_id: alice1.installation_id().to_vec(),
+                data: welcome,
+            }])
+            .unwrap();
+    }
+    let r = alice1.sync_all().unwrap();
+    assert_eq!(r.conversations_joined, 0);
+    assert!(alice1.conversation(&forged_id).is_err(), "not joined");
+    assert_eq!(alice1.ensure_sync_group().unwrap(), sync_id);
+}

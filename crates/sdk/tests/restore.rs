@@ -233,7 +233,10 @@ fn own_installations_add_a_new_installation_at_once_except_where_consent_is_deni
     // Alice's old installation learns of the new one on its next sync and adds it to every
     // recent conversation that is not denied, without anyone sending.
     let r = s.a1.sync_all().unwrap();
-    assert_eq!(r.installations_added_to, 2);
+    assert_eq!(
+        r.installations_added_to, 3,
+        "the group, the DM and the hidden sync group"
+    );
     a2.sync_all().unwrap();
     assert!(a2.conversation(&s.group).unwrap().is_active().unwrap());
     assert!(a2.conversation(&s.dm).unwrap().is_active().unwrap());

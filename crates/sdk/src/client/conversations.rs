@@ -215,6 +215,32 @@ impl Client {
         self.create_dm(peer)
     }
 
+    /// Makes sure this installation is in a sync group: the hidden conversation (kind sync) of
+    /// this inbox's own installations, over which history sync and preference updates travel.
+    /// Creates one (with the inbox's other installations) when there is none; returns its id.
+    /// Installations added to the inbox later join it like any own conversation (see
+    /// [`Client::add_new_own_installations`]).
+    pub fn ensure_sync_group(&self) -> Result<Vec<u8>> {
+        let existing = self.store().conversations(&ConversationFilter {
+            kind: Some(ConversationKind::Sync),
+            active: Some(true),
+            ..Default::default()
+        })?;
+        if let Some(c) = existing.into_iter().max_by_key(|c| c.created_at_ns) {
+            return Ok(c.id);
+        }
+        let meta = GroupMetadata {
+            name: String::new(),
+            description: String::new(),
+            image_url: String::new(),
+            creator_inbox_id: self.inner.inbox_id.clone(),
+            dm_members: Vec::new(),
+            kind: ConversationKind::Sync.as_i64() as u32,
+            created_at_ns: crate::now_ns(),
+        };
+        Ok(self.create_conversation(&[], meta)?.id().to_vec())
+    }
+
     /// A new DM group with `peer`, even when one exists (as when both start a DM at the same
     /// time); it is stitched with the others. Apps want [`Client::find_or_create_dm`].
     pub fn create_dm(&self, peer: &str) -> Result<Group> {

@@ -28,7 +28,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use ferry_identity::{Account, KeyPair};
 use ferry_mls::{Identity, Provider};
-use ferry_store::{ConsentEntity, ConsentRecord, ConsentState, Conversation, Message, Store};
+use ferry_store::{
+    ConsentEntity, ConsentRecord, ConsentState, Conversation, ConversationKind, Message, Store,
+};
 use ferry_transport::{GrpcTransport, Transport};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -429,6 +431,17 @@ impl Client {
     }
 
     fn emit(&self, events: Vec<Event>) {
+        // The hidden sync conversation never shows in streams, as in lists.
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| match e {
+                Event::Conversation(c) => c.kind != ConversationKind::Sync,
+                Event::Message(m) => !matches!(
+                    self.store().conversation(&m.conversation_id),
+                    Ok(Some(c)) if c.kind == ConversationKind::Sync
+                ),
+            })
+            .collect();
         if events.is_empty() {
             return;
         }

@@ -5,7 +5,7 @@
 use ferry_mls::{Processed, Provider};
 use ferry_proto::message::Envelope;
 use ferry_proto::node::{GroupMessage, Welcome};
-use ferry_store::{ConsentState, ConversationFilter, DeliveryStatus, Membership};
+use ferry_store::{ConsentState, ConversationFilter, ConversationKind, DeliveryStatus, Membership};
 use prost::Message as _;
 use serde::Serialize;
 
@@ -121,6 +121,19 @@ impl Client {
                 // still waiting for its removal commit is no reason to refuse the group).
                 self.verify_group(&group)?;
                 let row = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
+                if row.kind == ConversationKind::Sync {
+                    // A sync group holds this inbox's installations and nobody else's.
+                    for cred in ferry_mls::members(&group) {
+                        match parse_credential(&cred) {
+                            Some((inbox, _)) if inbox == self.inner.inbox_id => {}
+                            _ => {
+                                return Err(Error::InvalidMember(
+                                    "a sync group with another inbox's installation".into(),
+                                ))
+                            }
+                        }
+                    }
+                }
                 let id = row.id.clone();
                 match store.conversation(&id)? {
                     Some(old) => {
@@ -388,6 +401,10 @@ impl Client {
             conversations_joined: self.sync_welcomes()?,
             ..Default::default()
         };
+        // History sync and preference updates travel over the inbox's sync group.
+        if let Err(e) = self.ensure_sync_group() {
+            tracing::warn!(error = %e, "cannot set up the sync group yet");
+        }
         let conversations = self.store().conversations(&ConversationFilter {
             include_sync: true,
             active: Some(true),
@@ -454,11 +471,12 @@ impl Client {
                 ..Default::default()
             })?;
             for c in conversations {
-                let recent = c
-                    .last_message_ns
-                    .unwrap_or(c.created_at_ns)
-                    .max(c.created_at_ns)
-                    >= since;
+                // The sync group always; others when recent and not denied.
+                let recent = c.kind == ConversationKind::Sync
+                    || c.last_message_ns
+                        .unwrap_or(c.created_at_ns)
+                        .max(c.created_at_ns)
+                        >= since;
                 if !recent || self.conversation_consent(&c)? == ConsentState::Denied {
                     continue;
                 }
