@@ -59,6 +59,10 @@ pub enum Error {
     CommitRetriesExhausted,
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("history sync is off (this installation has no history server URL)")]
+    HistorySyncOff,
+    #[error("history server: {0}")]
+    History(#[from] ferry_transport::HistoryError),
     /// An archive of another inbox: its conversations could never become active here.
     #[error("archive belongs to inbox {archive_inbox}, not to this installation's inbox {inbox}")]
     ForeignArchive {

@@ -186,6 +186,36 @@ impl Store {
         Ok(())
     }
 
+    /// The state (1 pending, 2 processed, 3 failed) and attempts of a handled sync message.
+    pub fn sync_message_state(&self, id: &[u8]) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT state, attempts FROM sync_messages WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn set_sync_message_state(
+        &self,
+        id: &[u8],
+        state: i64,
+        attempts: i64,
+        last_error: Option<&str>,
+        now_ns: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sync_messages(id, state, attempts, last_error, updated_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+                 last_error = excluded.last_error, updated_at_ns = excluded.updated_at_ns",
+            params![id, state, attempts, last_error, now_ns],
+        )?;
+        Ok(())
+    }
+
     /// Updates a conversation's name, description and image url.
     pub fn set_conversation_metadata(
         &self,

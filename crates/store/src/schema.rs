@@ -84,6 +84,17 @@ CREATE TABLE cursors (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 3: history sync: each sync-group message handled, with its state and attempts, so a
+    // crash or a dead server retries and nothing is imported twice.
+    r#"
+CREATE TABLE sync_messages (
+    id BLOB PRIMARY KEY,
+    state INTEGER NOT NULL,          -- 1 pending, 2 processed, 3 failed
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The messages-by-conversation-and-time index, which large imports drop and rebuild (a sorted

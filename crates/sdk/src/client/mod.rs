@@ -15,6 +15,7 @@
 
 mod backup;
 mod conversations;
+mod history;
 mod identity;
 mod sync;
 mod worker;
@@ -247,6 +248,13 @@ impl Client {
         // Last: its presence means "registered".
         store.set_setting(S_INSTALLATION, &installation_id)?;
         let client = Self::from_parts(store, transport)?;
+        // A new installation with history sync on asks its inbox's others for history (they
+        // answer when they next sync); failing to ask is no reason to fail registering.
+        if !client.inner.history_sync_url.is_empty() {
+            if let Err(e) = client.send_sync_request(true, true) {
+                tracing::warn!(error = %e, "history sync request not sent; try `history sync`");
+            }
+        }
         Ok(Registration {
             client,
             account_key: new_key,
@@ -368,6 +376,8 @@ impl Client {
     }
 
     /// The store, locked for this thread (reads; writes go through the client's methods).
+    /// Drop the guard before calling other methods of the client, and take it once per
+    /// expression: the lock is not reentrant.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.inner
             .store

@@ -54,6 +54,8 @@ pub struct SyncReport {
     pub conversations_synced: u64,
     /// Conversations a new installation of this inbox was added to.
     pub installations_added_to: u64,
+    /// History archives (replies to this installation's sync requests) imported.
+    pub history_imported: u64,
 }
 
 /// What one node item came to.
@@ -432,6 +434,10 @@ impl Client {
         match self.add_new_own_installations() {
             Ok(n) => report.installations_added_to += n,
             Err(e) => tracing::warn!(error = %e, "adding new own installations failed"),
+        }
+        match self.process_sync_messages() {
+            Ok(n) => report.history_imported += n,
+            Err(e) => tracing::warn!(error = %e, "history sync step failed"),
         }
         Ok(report)
     }
