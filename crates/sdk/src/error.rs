@@ -61,6 +61,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("history sync is off (this installation has no history server URL)")]
     HistorySyncOff,
+    #[error("no history archive {0} in the sync group (see `ferry history list`)")]
+    NoSuchArchive(String),
     #[error("history server: {0}")]
     History(#[from] ferry_transport::HistoryError),
     /// An archive of another inbox: its conversations could never become active here.

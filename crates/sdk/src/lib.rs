@@ -14,8 +14,8 @@ pub mod dev;
 mod error;
 
 pub use client::{
-    AccountKey, Client, ClientOptions, Event, Group, GroupOptions, Member, MessageQuery,
-    Registration, SyncReport, Worker,
+    AccountKey, AvailableArchive, Client, ClientOptions, Event, Group, GroupOptions, HmacKey,
+    Member, MessageQuery, Registration, SyncOptions, SyncReport, Worker, HMAC_PERIOD_NS,
 };
 pub use error::{Error, Result};
 pub use ferry_archive::ArchiveKey;

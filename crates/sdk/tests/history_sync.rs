@@ -7,33 +7,66 @@ use std::time::Duration;
 
 use ferry_history::{HistoryConfig, RunningHistoryServer};
 use ferry_node::{NodeConfig, RunningNode};
-use ferry_sdk::store::MessageKind;
-use ferry_sdk::{AccountKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery};
+use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload, SyncReply};
+use ferry_sdk::store::{
+    ConsentEntity, ConsentRecord, ConsentState, ConversationFilter, ConversationKind,
+    MessageFilter, MessageKind,
+};
+use ferry_sdk::{
+    AccountKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery, SyncOptions,
+};
+use prost::Message as _;
 use zeroize::Zeroizing;
 
 struct Net {
     node: RunningNode,
-    history: RunningHistoryServer,
+    history: Option<RunningHistoryServer>,
+    history_url: String,
     dir: tempfile::TempDir,
 }
 
 impl Net {
     fn new() -> Net {
+        Net::with(|_| {})
+    }
+
+    /// A node and a history server whose configuration `tune` may change.
+    fn with(tune: impl FnOnce(&mut HistoryConfig)) -> Net {
         let dir = tempfile::tempdir().unwrap();
-        let history = RunningHistoryServer::start(HistoryConfig {
+        let mut config = HistoryConfig {
             dir: dir.path().join("history"),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        tune(&mut config);
+        let history = RunningHistoryServer::start(config).unwrap();
         Net {
             node: RunningNode::start(NodeConfig {
                 listen: "127.0.0.1:0".into(),
                 db: None,
             })
             .unwrap(),
-            history,
+            history_url: history.url(),
+            history: Some(history),
             dir,
         }
+    }
+
+    fn stop_history(&mut self) -> std::net::SocketAddr {
+        let h = self.history.take().unwrap();
+        let addr = h.addr();
+        h.stop();
+        addr
+    }
+
+    fn start_history(&mut self, addr: std::net::SocketAddr) {
+        self.history = Some(
+            RunningHistoryServer::start(HistoryConfig {
+                listen: addr.to_string(),
+                dir: self.dir.path().join("history"),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
     }
 
     fn create(
@@ -46,7 +79,7 @@ impl Net {
         o.send_check_interval = Duration::from_secs(3600);
         o.sync_check_interval = Duration::from_secs(3600);
         if history {
-            o.history_sync_url = self.history.url();
+            o.history_sync_url = self.history_url.clone();
         }
         let reg = Client::create(o).unwrap();
         (reg.client, reg.account_key)
@@ -109,7 +142,7 @@ fn a_new_installation_gets_its_history_from_an_online_one_once() {
     // History sync off: no request, no reply, no upload.
     let (a3, _) = net.create("a3", AccountKey::Existing(key), false);
     assert!(matches!(
-        a3.send_sync_request(true, true),
+        a3.send_sync_request(&ferry_sdk::SyncOptions::default()),
         Err(Error::HistorySyncOff)
     ));
     a1.sync_all().unwrap();
@@ -153,4 +186,394 @@ fn a_payload_tampered_on_the_server_is_refused_and_nothing_is_imported() {
         .filter(|m| m.kind == MessageKind::Application && m.content_type.type_id != "sync")
         .count();
     assert_eq!(imported, 0, "only sync-group and membership rows");
+}
+
+/// A sync-group payload as an installation would send it (for hostile and replay cases).
+fn sync_envelope(kind: sync_payload::Kind) -> Envelope {
+    Envelope {
+        content_type: Some(ContentTypeId {
+            authority: "ferry.chat".into(),
+            type_id: "sync".into(),
+            major: 1,
+            minor: 0,
+        }),
+        content: SyncPayload { kind: Some(kind) }.encode_to_vec(),
+        fallback: None,
+        sent_at_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64,
+        reference_id: None,
+        parameters: None,
+    }
+}
+
+/// The replies stored in `c`'s sync groups.
+fn replies(c: &Client) -> Vec<SyncReply> {
+    let syncs = c
+        .store()
+        .conversations(&ConversationFilter {
+            kind: Some(ConversationKind::Sync),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut out = Vec::new();
+    for g in syncs {
+        let ms = c
+            .store()
+            .messages(&MessageFilter {
+                conversation_id: Some(g.id),
+                ..Default::default()
+            })
+            .unwrap();
+        for m in ms {
+            if let Ok(SyncPayload {
+                kind: Some(sync_payload::Kind::Reply(r)),
+            }) = SyncPayload::decode(m.content.as_slice())
+            {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Alice (one installation) in a group with bob, three messages.
+fn alice_with_history(net: &Net) -> (Client, Zeroizing<[u8; 32]>, Client, Group) {
+    let (a1, key) = net.create("a1", AccountKey::New, true);
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    bob.sync_all().unwrap();
+    g.send("one").unwrap();
+    bob.conversation(g.id()).unwrap().send("two").unwrap();
+    a1.sync_all().unwrap();
+    g.send("three").unwrap();
+    (a1, key.unwrap(), bob, g)
+}
+
+#[test]
+fn two_online_installations_answer_and_each_message_arrives_once() {
+    let net = Net::new();
+    let (a1, key, _bob, g) = alice_with_history(&net);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), true);
+    a1.sync_all().unwrap();
+    assert_eq!(a2.sync_all().unwrap().history_imported, 1);
+    // A third installation; both others are online and both answer its request.
+    let (a3, _) = net.create("a3", AccountKey::Existing(key), true);
+    let before = net.payloads();
+    a1.sync_all().unwrap();
+    a2.sync_all().unwrap();
+    a1.sync_all().unwrap();
+    assert_eq!(net.payloads(), before + 2, "two answers uploaded");
+    assert_eq!(
+        a3.sync_all().unwrap().history_imported,
+        1,
+        "the first reply"
+    );
+    assert_eq!(a3.sync_all().unwrap().history_imported, 0, "not the second");
+    assert_eq!(
+        texts(&a3.conversation(g.id()).unwrap()),
+        ["one", "two", "three"],
+        "every message exactly once, in order"
+    );
+    let listed = a3.list_available_archives(1).unwrap();
+    let mine: Vec<_> = listed
+        .iter()
+        .filter(|a| a3.sync_import_report(&a.pin).unwrap().is_some())
+        .collect();
+    assert_eq!(mine.len(), 2, "both replies answer a3's request");
+    assert_eq!(mine.iter().filter(|a| a.imported).count(), 1);
+    assert!(mine.iter().all(|a| a.state == "processed"));
+    assert!(a3.pending_sync_requests().unwrap().is_empty());
+}
+
+#[test]
+fn manual_request_list_and_process_by_pin_with_consent_only_and_messages_only() {
+    let net = Net::new();
+    let (a1, key, bob, g) = alice_with_history(&net);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
+    // Besides the request made on start, two manual ones.
+    let consent_pin = a2.sync_consent().unwrap();
+    let messages_pin = a2.sync_messages().unwrap();
+    assert_eq!(a2.pending_sync_requests().unwrap().len(), 3);
+    a1.sync_all().unwrap();
+    assert_eq!(a2.sync_all().unwrap().history_imported, 3);
+    assert!(a2.pending_sync_requests().unwrap().is_empty());
+
+    let listed = a2.list_available_archives(7).unwrap();
+    let consent = listed.iter().find(|a| a.pin == consent_pin).unwrap();
+    assert!(consent.consent && !consent.messages);
+    assert_eq!(consent.message_count, 0);
+    let messages = listed.iter().find(|a| a.pin == messages_pin).unwrap();
+    assert!(messages.messages && !messages.consent);
+    assert!(
+        messages.message_count >= 3,
+        "three texts (and membership rows)"
+    );
+    let in_archive = messages.message_count;
+    assert!(messages.size_bytes > 0);
+    // What each import brought: no messages from the consent-only archive, no consent from
+    // the messages-only one.
+    let r = a2.sync_import_report(&consent_pin).unwrap().unwrap();
+    assert_eq!(r.messages_imported + r.messages_skipped, 0);
+    let r = a2.sync_import_report(&messages_pin).unwrap().unwrap();
+    assert_eq!(r.consent_applied + r.consent_skipped, 0);
+    assert!(r.messages_imported + r.messages_skipped >= 3);
+
+    // An archive sent without a request (the seed's send_sync_archive): listed, not imported
+    // by itself, imported by pin on demand.
+    let when = 1_000;
+    a1.store()
+        .set_consent(&ConsentRecord {
+            entity_type: ConsentEntity::Inbox,
+            entity: bob.inbox_id().into(),
+            state: ConsentState::Denied,
+            updated_at_ns: when,
+        })
+        .unwrap();
+    let pin = a1
+        .send_sync_archive(&SyncOptions::consent_only(), Some("hand-made"))
+        .unwrap();
+    assert_eq!(pin, "hand-made");
+    assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    let listed = a2.list_available_archives(7).unwrap();
+    let hand = listed.iter().find(|a| a.pin == "hand-made").unwrap();
+    assert!(!hand.imported && hand.state == "processed");
+    assert_eq!(
+        a2.consent(ConsentEntity::Inbox, bob.inbox_id()).unwrap(),
+        ConsentState::Unknown
+    );
+    // The newest announced archive is this one.
+    let report = a2.process_sync_archive(None).unwrap();
+    assert_eq!(report.consent_applied, 1);
+    assert_eq!(
+        a2.consent(ConsentEntity::Inbox, bob.inbox_id()).unwrap(),
+        ConsentState::Denied
+    );
+    assert!(a2
+        .list_available_archives(7)
+        .unwrap()
+        .iter()
+        .any(|a| a.pin == "hand-made" && a.imported));
+    // Again by pin: additive, nothing new.
+    let again = a2.process_sync_archive(Some(&messages_pin)).unwrap();
+    assert_eq!(again.messages_imported, 0);
+    assert_eq!(again.messages_skipped, in_archive);
+    assert!(matches!(
+        a2.process_sync_archive(Some("no-such-pin")),
+        Err(Error::NoSuchArchive(_))
+    ));
+    assert_eq!(texts(&a2.conversation(g.id()).unwrap()).len(), 3);
+}
+
+#[test]
+fn consent_and_hmac_keys_converge_across_three_installations_and_a_revocation_rotates_the_secret() {
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, false);
+    let key = key.unwrap();
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    let dm = a1.find_or_create_dm(bob.inbox_id()).unwrap();
+    // Preferences sync without a history server.
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), false);
+    let (a3, _) = net.create("a3", AccountKey::Existing(key.clone()), false);
+    a1.sync_all().unwrap();
+    a2.sync_all().unwrap();
+    a3.sync_all().unwrap();
+    let keys1 = a1.hmac_keys().unwrap();
+    assert!(keys1.contains_key(&hex::encode(g.id())));
+    assert!(keys1.contains_key(&hex::encode(dm.id())));
+    assert_eq!(
+        keys1[&hex::encode(g.id())].len(),
+        3,
+        "previous, current, next"
+    );
+    assert_eq!(a2.hmac_keys().unwrap(), keys1);
+    assert_eq!(a3.hmac_keys().unwrap(), keys1);
+
+    let s1 = a1.stream_consent();
+    let s3 = a3.stream_consent();
+    a2.set_consent(
+        ConsentEntity::Conversation,
+        &hex::encode(g.id()),
+        ConsentState::Denied,
+    )
+    .unwrap();
+    a3.set_consent(ConsentEntity::Inbox, bob.inbox_id(), ConsentState::Allowed)
+        .unwrap();
+    for c in [&a1, &a2, &a3] {
+        c.sync_all().unwrap();
+    }
+    for c in [&a1, &a2, &a3] {
+        assert_eq!(
+            c.consent(ConsentEntity::Conversation, &hex::encode(g.id()))
+                .unwrap(),
+            ConsentState::Denied
+        );
+        assert_eq!(
+            c.consent(ConsentEntity::Inbox, bob.inbox_id()).unwrap(),
+            ConsentState::Allowed
+        );
+    }
+    let got = |s: &crossbeam_channel::Receiver<ConsentRecord>| -> Vec<ConsentState> {
+        s.try_iter().map(|r| r.state).collect()
+    };
+    let mut on1 = got(&s1);
+    on1.sort_by_key(|s| s.as_i64());
+    assert_eq!(on1, [ConsentState::Allowed, ConsentState::Denied]);
+    let on3 = got(&s3);
+    assert!(on3.contains(&ConsentState::Denied) && on3.contains(&ConsentState::Allowed));
+
+    // Revoking a3 rotates the secret; a3 never sees the new one.
+    a1.revoke_installation(&key, a3.installation_id()).unwrap();
+    a2.sync_all().unwrap();
+    let _ = a3.sync_all();
+    let rotated = a1.hmac_keys().unwrap();
+    assert_ne!(rotated, keys1);
+    assert_eq!(a1.hmac_key_revision().unwrap(), Some(1));
+    assert_eq!(a2.hmac_keys().unwrap(), rotated);
+    assert_eq!(a3.hmac_key_revision().unwrap(), Some(0));
+    assert_eq!(a3.hmac_keys().unwrap(), keys1);
+}
+
+#[test]
+fn a_dead_history_server_is_retried_with_backoff_until_it_is_back() {
+    let mut net = Net::new();
+    let (a1, key, _bob, g) = alice_with_history(&net);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
+    let addr = net.stop_history();
+    // The answer cannot be uploaded: the message stays pending, nothing arrives.
+    a1.sync_all().unwrap();
+    assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    net.start_history(addr);
+    // The retry waits out its backoff (one second for the first), then succeeds.
+    let mut imported = 0;
+    for _ in 0..40 {
+        a1.sync_all().unwrap();
+        imported += a2.sync_all().unwrap().history_imported;
+        if imported > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(imported, 1);
+    assert_eq!(texts(&a2.conversation(g.id()).unwrap()).len(), 3);
+}
+
+#[test]
+fn hostile_and_stale_replies_import_nothing() {
+    let net = Net::new();
+    let (a1, key, _bob, g) = alice_with_history(&net);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
+    let pending = a2.pending_sync_requests().unwrap();
+    assert_eq!(pending.len(), 1);
+    let pin = pending[0].clone();
+    a1.sync_all().unwrap(); // adds a2 everywhere; uploads its answer
+    let honest = replies(&a1)
+        .into_iter()
+        .find(|r| r.request_id == pin)
+        .unwrap();
+
+    // Another inbox knows the pin and answers with its own archive, in a group it shares with
+    // alice: it is no sync group of alice's, so it counts for nothing.
+    let (eve, _) = net.create("eve", AccountKey::New, true);
+    let eg = eve
+        .create_group(&[a2.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    // Her archive holds a conversation alice is not in.
+    let planted = eve.create_group(&[], GroupOptions::default()).unwrap();
+    planted.send("planted").unwrap();
+    let eve_pin = eve
+        .send_sync_archive(&SyncOptions::default(), None)
+        .unwrap();
+    let mut forged = replies(&eve)
+        .into_iter()
+        .find(|r| r.request_id == eve_pin)
+        .unwrap();
+    forged.request_id = pin.clone();
+    eg.send_envelope(sync_envelope(sync_payload::Kind::Reply(forged)))
+        .unwrap();
+
+    // A reply for a pin nobody asked for (announced, never imported by itself).
+    a1.send_sync_archive(&SyncOptions::default(), Some("unknown-pin"))
+        .unwrap();
+
+    let r = a2.sync_all().unwrap();
+    assert_eq!(r.history_imported, 1, "only the honest reply");
+    assert!(
+        a2.store().conversation(planted.id()).unwrap().is_none(),
+        "nothing of eve's archive"
+    );
+    assert_eq!(texts(&a2.conversation(g.id()).unwrap()).len(), 3);
+    assert!(a2
+        .list_available_archives(1)
+        .unwrap()
+        .iter()
+        .any(|a| a.pin == "unknown-pin" && !a.imported));
+
+    // The honest reply again (a replay): its request is closed; ignored.
+    let sync = a1.ensure_sync_group().unwrap();
+    let sync1 = a1.conversation(&sync).unwrap();
+    sync1
+        .send_envelope(sync_envelope(sync_payload::Kind::Reply(honest.clone())))
+        .unwrap();
+    let before = a2.sync_import_report(&pin).unwrap();
+    assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    assert_eq!(a2.sync_import_report(&pin).unwrap(), before);
+
+    // A reply pointing at another history server: refused before any download, marked
+    // failed with its reason, nothing imported.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = RunningHistoryServer::start(HistoryConfig {
+        dir: other_dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    let foreign_pin = a2.sync_history().unwrap();
+    let mut elsewhere = honest.clone();
+    elsewhere.request_id = foreign_pin.clone();
+    elsewhere.url = format!("{}/files/{}", other.url(), "0".repeat(32));
+    sync1
+        .send_envelope(sync_envelope(sync_payload::Kind::Reply(elsewhere)))
+        .unwrap();
+    a2.sync_all().unwrap();
+    let listed = a2.list_available_archives(1).unwrap();
+    let bad = listed
+        .iter()
+        .find(|a| a.pin == foreign_pin && a.url.starts_with(&other.url()))
+        .unwrap();
+    assert_eq!(bad.state, "failed");
+    assert!(bad.last_error.as_deref().unwrap().contains("refusing"));
+    assert!(!bad.imported);
+    assert!(a2.pending_sync_requests().unwrap().contains(&foreign_pin));
+    assert_eq!(count_files(other_dir.path()), 0);
+}
+
+#[test]
+fn an_expired_payload_fails_with_its_reason_and_imports_nothing() {
+    let net = Net::with(|c| c.ttl = Duration::from_millis(300));
+    let (a1, key, _bob, g) = alice_with_history(&net);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
+    a1.sync_all().unwrap();
+    assert_eq!(net.payloads(), 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    assert!(texts(&a2.conversation(g.id()).unwrap()).is_empty());
+    let listed = a2.list_available_archives(1).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "failed");
+    assert!(listed[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("not found"));
+    // Asked by hand, it fails the same way, typed.
+    assert!(matches!(
+        a2.process_sync_archive(None),
+        Err(Error::History(ferry_transport::HistoryError::NotFound))
+    ));
 }

@@ -58,6 +58,16 @@ pub struct ConversationFilter {
     pub consent: Option<ConsentState>,
 }
 
+/// What the store knows of one handled sync-group message (see
+/// [`Store::sync_message_record`]); state 1 pending, 2 processed, 3 failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncMessageRecord {
+    pub state: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub updated_at_ns: i64,
+}
+
 /// Which messages to list.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
@@ -198,6 +208,26 @@ impl Store {
             .optional()?)
     }
 
+    /// Everything known of a handled sync message: state, attempts, the last error and when
+    /// it was last tried.
+    pub fn sync_message_record(&self, id: &[u8]) -> Result<Option<SyncMessageRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT state, attempts, last_error, updated_at_ns FROM sync_messages WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(SyncMessageRecord {
+                        state: r.get(0)?,
+                        attempts: r.get(1)?,
+                        last_error: r.get(2)?,
+                        updated_at_ns: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     pub fn set_sync_message_state(
         &self,
         id: &[u8],
@@ -229,6 +259,15 @@ impl Store {
             params![id, name, description, image_url],
         )?;
         Ok(())
+    }
+
+    /// The settings whose keys start with `prefix`, in key order.
+    pub fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn delete_setting(&self, key: &str) -> Result<()> {

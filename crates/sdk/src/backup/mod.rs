@@ -93,7 +93,7 @@ impl Origin {
 }
 
 /// The archive's format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArchiveFormat {
     #[default]
@@ -131,7 +131,7 @@ pub struct ArchiveMetadata {
 }
 
 /// What [`import_archive`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImportReport {
     /// The format of the archive imported (`ferry`, or `xmtp` for a libxmtp archive).
     pub format: ArchiveFormat,

@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use conversations::{Group, GroupOptions, Member, MessageQuery};
+pub use history::{AvailableArchive, HmacKey, SyncOptions, HMAC_PERIOD_NS};
 pub use identity::InboxInfo;
 pub use sync::SyncReport;
 pub use worker::Worker;
@@ -98,6 +99,9 @@ pub enum Event {
     Message(Message),
     /// A conversation appeared (created here or joined from a welcome) or was reactivated.
     Conversation(Conversation),
+    /// A consent decision changed (made here, or on another installation of this inbox and
+    /// applied from the sync group).
+    Consent(ConsentRecord),
 }
 
 /// One installation's client. Cheap to clone; clones share the store and the node connection.
@@ -245,13 +249,18 @@ impl Client {
         )?;
         store.set_setting(S_KNOWN_OWN, known_own.join(",").as_bytes())?;
         store.set_setting(S_INBOX, inbox_id.as_bytes())?;
+        if new_key.is_some() {
+            // A new inbox's first installation makes the inbox's HMAC secret; it reaches the
+            // others when they join the sync group. Later installations receive it.
+            history::init_hmac_secret(&store)?;
+        }
         // Last: its presence means "registered".
         store.set_setting(S_INSTALLATION, &installation_id)?;
         let client = Self::from_parts(store, transport)?;
         // A new installation with history sync on asks its inbox's others for history (they
         // answer when they next sync); failing to ask is no reason to fail registering.
         if !client.inner.history_sync_url.is_empty() {
-            if let Err(e) = client.send_sync_request(true, true) {
+            if let Err(e) = client.sync_history() {
                 tracing::warn!(error = %e, "history sync request not sent; try `history sync`");
             }
         }
@@ -410,30 +419,37 @@ impl Client {
 
     /// New messages in every conversation (the hidden sync conversation excluded).
     pub fn stream_messages(&self) -> Receiver<Message> {
-        let events = self.stream();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for e in events {
-                if let Event::Message(m) = e {
-                    if tx.send(m).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        rx
+        self.stream_of(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
     }
 
     /// New conversations (created here, joined from a welcome, or reactivated).
     pub fn stream_conversations(&self) -> Receiver<Conversation> {
+        self.stream_of(|e| match e {
+            Event::Conversation(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// Consent changes, made here or on another installation of this inbox.
+    pub fn stream_consent(&self) -> Receiver<ConsentRecord> {
+        self.stream_of(|e| match e {
+            Event::Consent(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The events `pick` keeps, on their own channel (fed by a thread that ends when the
+    /// receiver is dropped and the next event comes).
+    fn stream_of<T: Send + 'static>(&self, pick: fn(Event) -> Option<T>) -> Receiver<T> {
         let events = self.stream();
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
-            for e in events {
-                if let Event::Conversation(c) = e {
-                    if tx.send(c).is_err() {
-                        break;
-                    }
+            for item in events.into_iter().filter_map(pick) {
+                if tx.send(item).is_err() {
+                    break;
                 }
             }
         });
@@ -446,6 +462,7 @@ impl Client {
             .into_iter()
             .filter(|e| match e {
                 Event::Conversation(c) => c.kind != ConversationKind::Sync,
+                Event::Consent(_) => true,
                 Event::Message(m) => !matches!(
                     self.store().conversation(&m.conversation_id),
                     Ok(Some(c)) if c.kind == ConversationKind::Sync
@@ -465,7 +482,9 @@ impl Client {
 
     // ---- consent ------------------------------------------------------------------------
 
-    /// Records a consent decision now (it wins over older ones, also from archives).
+    /// Records a consent decision now (it wins over older ones, also from archives) and sends
+    /// it to this inbox's other installations over the sync group (at once if the node is
+    /// reachable, else on the next sync: it waits in the store).
     pub fn set_consent(
         &self,
         entity_type: ConsentEntity,
@@ -481,13 +500,22 @@ impl Client {
             }
             _ => entity.to_string(),
         };
-        let store = self.store();
-        store.set_consent(&ConsentRecord {
+        let record = ConsentRecord {
             entity_type,
             entity,
             state,
             updated_at_ns: crate::now_ns(),
-        })?;
+        };
+        {
+            let store = self.store();
+            let provider = Provider::new(store.conn());
+            provider.transaction(|_| -> Result<()> {
+                store.set_consent(&record)?;
+                Self::queue_consent(&store, &record)
+            })?;
+        }
+        self.emit(vec![Event::Consent(record)]);
+        self.flush_or_log();
         Ok(())
     }
 

@@ -435,6 +435,10 @@ impl Client {
             Ok(n) => report.installations_added_to += n,
             Err(e) => tracing::warn!(error = %e, "adding new own installations failed"),
         }
+        // Preference updates made while the node was away go out now.
+        if let Err(e) = self.flush_preference_outbox() {
+            tracing::warn!(error = %e, "preference updates not sent yet");
+        }
         match self.process_sync_messages() {
             Ok(n) => report.history_imported += n,
             Err(e) => tracing::warn!(error = %e, "history sync step failed"),
@@ -495,6 +499,10 @@ impl Client {
                     }
                 }
             }
+        }
+        if checked > 0 {
+            // The new installations are in the sync group now: they need the HMAC secret.
+            self.share_hmac_secret()?;
         }
         self.store()
             .set_setting(S_KNOWN_OWN, active.join(",").as_bytes())?;

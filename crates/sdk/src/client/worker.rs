@@ -59,10 +59,15 @@ impl Client {
         }
     }
 
-    fn active_group_ids(&self) -> Result<BTreeSet<Vec<u8>>> {
+    /// The ids of the active conversations (of one kind, or all with the sync group).
+    pub(crate) fn active_group_ids(
+        &self,
+        kind: Option<ferry_store::ConversationKind>,
+    ) -> Result<BTreeSet<Vec<u8>>> {
         Ok(self
             .store()
             .conversations(&ConversationFilter {
+                kind,
                 include_sync: true,
                 active: Some(true),
                 ..Default::default()
@@ -70,6 +75,13 @@ impl Client {
             .into_iter()
             .map(|c| c.id)
             .collect())
+    }
+
+    fn is_sync_group(&self, id: &[u8]) -> Result<bool> {
+        Ok(self
+            .store()
+            .conversation(id)?
+            .is_some_and(|c| c.kind == ferry_store::ConversationKind::Sync))
     }
 
     fn worker_loop(&self, stop: &AtomicBool) {
@@ -87,7 +99,7 @@ impl Client {
     /// One subscription round: subscribe first, then catch up, then apply what streams in
     /// until the group set changes, a stream ends or the fallback period passes.
     fn follow(&self, stop: &AtomicBool) -> Result<()> {
-        let groups = self.active_group_ids()?;
+        let groups = self.active_group_ids(None)?;
         let t = &self.inner.transport;
         let welcomes = t.subscribe_welcomes(&self.inner.installation_id)?;
         let messages = t.subscribe_group_messages(groups.iter().cloned().collect())?;
@@ -99,7 +111,7 @@ impl Client {
                     let w = w.map_err(|_| ferry_transport::TransportError::Closed("welcomes".into()))??;
                     self.apply_welcome(&w)?;
                     // A new conversation: resubscribe with it included.
-                    if self.active_group_ids()? != groups {
+                    if self.active_group_ids(None)? != groups {
                         return Ok(());
                     }
                 }
@@ -107,6 +119,12 @@ impl Client {
                     let m = m.map_err(|_| ferry_transport::TransportError::Closed("messages".into()))??;
                     // Apply in order: whatever came before it too.
                     self.sync_group(&m.group_id)?;
+                    // The sync group: answer requests and import replies at once.
+                    if self.is_sync_group(&m.group_id)? {
+                        if let Err(e) = self.process_sync_messages() {
+                            tracing::warn!(error = %e, "history sync step failed");
+                        }
+                    }
                 }
                 default(Duration::from_millis(100)) => {}
             }
