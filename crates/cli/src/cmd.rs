@@ -609,14 +609,27 @@ pub fn consent(home: Option<PathBuf>, c: ConsentCmd) -> Result<()> {
                 (None, Some(i)) => (ConsentEntity::Inbox, i),
                 (None, None) => return Err("give --conversation ID or --inbox ID".into()),
             };
-            let record = ConsentRecord {
-                entity_type,
-                entity,
-                state,
-                updated_at_ns: ferry_sdk::now_ns(),
+            let home = home_dir(home)?;
+            let record = match ferry_sdk::Client::open(&home) {
+                // An installation: the decision also goes to the inbox's other installations.
+                Ok(client) => {
+                    client.set_consent(entity_type, &entity, state)?;
+                    let stored = client.store().consent(entity_type, &entity)?;
+                    stored.ok_or("consent not recorded")?
+                }
+                // A folder without an installation (archives only): just the store.
+                Err(ferry_sdk::Error::NotRegistered(_)) => {
+                    let record = ConsentRecord {
+                        entity_type,
+                        entity,
+                        state,
+                        updated_at_ns: ferry_sdk::now_ns(),
+                    };
+                    open_store(Some(home))?.set_consent(&record)?;
+                    record
+                }
+                Err(e) => return Err(e.into()),
             };
-            let store = open_store(home)?;
-            store.set_consent(&record)?;
             if json {
                 print_json(&ConsentJson::from(&record))?;
             } else {

@@ -9,6 +9,7 @@ mod bench_node;
 mod cmd;
 mod demo;
 mod demo_messaging;
+mod history_cmd;
 mod msg_cmd;
 mod output;
 mod run_cmd;
@@ -117,6 +118,15 @@ enum Command {
         #[arg(long)]
         delete_after_download: bool,
     },
+    /// History sync by hand: request, send an archive, list and import announced archives.
+    #[command(subcommand)]
+    History(history_cmd::HistoryCmd),
+    /// The per-conversation HMAC keys (push topics) of this inbox, the same on every one of its
+    /// installations.
+    HmacKeys {
+        #[arg(long)]
+        json: bool,
+    },
     /// Create, inspect, verify and import archives.
     #[command(subcommand)]
     Archive(cmd::ArchiveCmd),
@@ -211,6 +221,8 @@ fn main() {
             delete_after_download,
             ..Default::default()
         }),
+        Command::History(c) => history_cmd::run(home, c),
+        Command::HmacKeys { json } => history_cmd::hmac_keys(home, json),
         Command::Archive(c) => cmd::archive(home, c),
         Command::Backup(c) => backup_cmd::run(home, c),
         Command::Conversations(c) => cmd::conversations(home, c),

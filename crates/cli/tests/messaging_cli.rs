@@ -390,3 +390,117 @@ fn the_history_server_command_serves_until_sigterm() {
     unsafe_kill(child.id(), 15);
     exits_cleanly(&mut child, "the history server");
 }
+
+#[test]
+fn the_history_commands_request_list_process_and_share_preferences() {
+    let t = tempfile::tempdir().unwrap();
+    let node = Node::start(&t.path().join("node.db"));
+    let (mut history, addr) = spawn_listening(
+        &["history-server", "--listen", "127.0.0.1:0", "--dir"],
+        &t.path().join("payloads"),
+    );
+    let history_url = format!("http://{addr}");
+    let (a1, a2, b) = (t.path().join("a1"), t.path().join("a2"), t.path().join("b"));
+    let with_history = |home: &Path, key: Option<&PathBuf>| {
+        let mut c = ferry(home);
+        c.args([
+            "init",
+            "--node",
+            &node.url,
+            "--history-url",
+            &history_url,
+            "--json",
+        ]);
+        if let Some(k) = key {
+            c.arg("--account-key").arg(k);
+        }
+        json(&mut c)
+    };
+    with_history(&a1, None);
+    let bob = init(&b, &node, None)["inbox_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gid = json(ferry(&a1).args(["group", "create", &bob, "--json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json(ferry(&a1).args(["send", &gid, "from before", "--json"]));
+
+    // A new installation and nobody online to answer: it says so, and its request waits.
+    with_history(&a2, Some(&a1.join("account.key")));
+    let waiting = json(ferry(&a2).args(["history", "sync", "--wait-secs", "0", "--json"]));
+    assert_eq!(waiting["status"], "waiting");
+    assert_eq!(waiting["other_installations"], 1);
+    assert!(waiting["message"]
+        .as_str()
+        .unwrap()
+        .contains("waiting for an online installation"));
+    let pin = waiting["pin"].as_str().unwrap().to_string();
+    assert_eq!(pin.len(), 32);
+
+    // The old installation comes online and answers; the new one lists and imports by pin.
+    json(ferry(&a1).args(["sync", "--json"]));
+    let listed = json(ferry(&a2).args(["history", "list", "--json"]));
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["pin"] == pin.as_str())
+        .cloned()
+        .expect("the answer to our request is listed");
+    assert!(entry["message_count"].as_u64().unwrap() >= 1);
+    assert!(entry.get("key").is_none(), "keys are never printed");
+    let report = json(ferry(&a2).args(["history", "process", "--pin", &pin, "--json"]));
+    assert_eq!(report["pin"], pin.as_str());
+    assert_eq!(report["format"], "ferry");
+    assert!(report["messages_imported"].as_u64().unwrap() >= 1);
+    assert!(texts(&a2, &gid).contains(&"from before".to_string()));
+
+    // A manual request answered by `send-archive --pin`, imported by the next sync.
+    let manual = json(ferry(&a2).args(["history", "request", "--messages-only", "--json"]))["pin"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json(ferry(&a1).args(["send", &gid, "after the request", "--json"]));
+    let sent = json(ferry(&a1).args([
+        "history",
+        "send-archive",
+        "--pin",
+        &manual,
+        "--messages-only",
+        "--json",
+    ]));
+    assert_eq!(sent["pin"], manual.as_str());
+    let synced = json(ferry(&a2).args(["sync", "--json"]));
+    assert!(synced["history_imported"].as_u64().unwrap() >= 1);
+    let listed = json(ferry(&a2).args(["history", "list", "--json"]));
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["pin"] == manual.as_str() && a["imported"] == true && a["consent"] == false));
+    let e = fails(ferry(&a2).args(["history", "process", "--pin", "nope", "--json"]));
+    assert!(e.contains("no history archive nope"), "{e}");
+
+    // Consent set on one installation shows on the other; HMAC keys agree.
+    json(ferry(&a1).args(["consent", "set", "denied", "--inbox", &bob, "--json"]));
+    json(ferry(&a2).args(["sync", "--json"]));
+    let consent = json(ferry(&a2).args(["consent", "list", "--json"]));
+    assert!(
+        consent
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["entity"] == bob.as_str() && c["state"] == "denied"),
+        "{consent}"
+    );
+    let k1 = json(ferry(&a1).args(["hmac-keys", "--json"]));
+    let k2 = json(ferry(&a2).args(["hmac-keys", "--json"]));
+    assert_eq!(k1, k2);
+    assert_eq!(k1["keys"][gid.as_str()].as_array().unwrap().len(), 3);
+
+    unsafe_kill(history.id(), 15);
+    exits_cleanly(&mut history, "the history server");
+    node.stop();
+}

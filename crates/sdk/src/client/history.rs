@@ -294,8 +294,15 @@ impl Client {
         Ok(pin)
     }
 
-    /// The archives announced in the sync group in the last `days` days, newest first.
+    /// The archives announced in the sync group in the last `days` days, newest first (after
+    /// catching up with the sync group, when the node is reachable).
     pub fn list_available_archives(&self, days: u32) -> Result<Vec<AvailableArchive>> {
+        for g in self.active_group_ids(Some(ConversationKind::Sync))? {
+            if let Err(e) = self.sync_group(&g) {
+                tracing::info!(error = %e, "sync group not caught up; listing what is here");
+                break;
+            }
+        }
         let since =
             crate::now_ns().saturating_sub((days as i64).saturating_mul(86_400 * 1_000_000_000));
         let own_active = self.own_active_installations()?;
@@ -347,10 +354,6 @@ impl Client {
     /// Downloads, verifies and imports an announced archive: the one with `pin`, or the newest
     /// when `None` (additive; what is here already is skipped). Returns the import report.
     pub fn process_sync_archive(&self, pin: Option<&str>) -> Result<ImportReport> {
-        // Catch up with the sync group first, so a reply that just arrived is found.
-        for g in self.active_group_ids(Some(ConversationKind::Sync))? {
-            self.sync_group(&g)?;
-        }
         let archives = self.list_available_archives(u32::MAX)?;
         let chosen = match pin {
             Some(p) => archives.into_iter().find(|a| a.pin == p),
