@@ -64,6 +64,15 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// History sync on loopback: from a new installation's request to its history imported.
+    History {
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        conversations: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// One measured phase in this process (used by `bench archive`).
     #[command(hide = true)]
     Phase {
@@ -139,6 +148,11 @@ pub fn run(c: BenchCmd) -> Result<()> {
             conversations,
             json,
         } => crate::bench_node::run(installations, messages, conversations, json),
+        BenchCmd::History {
+            messages,
+            conversations,
+            json,
+        } => crate::bench_history::run(messages, conversations, json),
         BenchCmd::Passphrase {
             t_cost,
             m_cost_kib,

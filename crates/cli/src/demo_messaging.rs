@@ -37,23 +37,38 @@ fn show(name: &str, who: &[(&str, &Client)], g: &Group) -> Result<()> {
 }
 
 pub fn run(root: &Path) -> Result<()> {
-    chapter("A1. A delivery node on loopback");
+    chapter("A1. A delivery node and a history server on loopback");
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: Some(root.join("node.db")),
     })?;
     say(format!(
-        "listening on {} (it stores and orders ciphertext; it never sees a message)",
+        "node listening on {} (it stores and orders ciphertext; it never sees a message)",
         node.addr()
+    ));
+    let history = ferry_history::RunningHistoryServer::start(ferry_history::HistoryConfig {
+        dir: root.join("history-server"),
+        ..Default::default()
+    })?;
+    say(format!(
+        "history server listening on {} (it keeps encrypted archives for 24 h; it never sees a key)",
+        history.addr()
     ));
     let opts = |name: &str, account: AccountKey| {
         let mut o = ClientOptions::new(root.join(name), node.url(), account);
         o.send_check_interval = Duration::from_millis(0);
         o
     };
+    // Alice's phone and (in A7) her watch use history sync; her other installations here
+    // leave it off, so chapters A5 and A6 show what happens without it.
+    let with_history = |name: &str, account: AccountKey| {
+        let mut o = opts(name, account);
+        o.history_sync_url = history.url();
+        o
+    };
 
     chapter("A2. Alice (phone and laptop) and Bob register");
-    let reg = Client::create(opts("alice-phone", AccountKey::New))?;
+    let reg = Client::create(with_history("alice-phone", AccountKey::New))?;
     let alice_key = reg.account_key.expect("a new inbox has a key");
     let phone = reg.client;
     let laptop = Client::create(opts(
@@ -199,6 +214,105 @@ pub fn run(root: &Path) -> Result<()> {
     trip_new.send("Yes! New phone, same history.")?;
     bob.sync_all()?;
     show("Road trip", &everyone, &trip_bob)?;
+
+    history_sync(&phone, &alice_key, &with_history, trip.id(), dm_alice.id())?;
+    history.stop();
     node.stop();
+    Ok(())
+}
+
+/// Chapter A7: a new installation with history sync gets its history from an online one by
+/// itself, and preferences follow.
+fn history_sync(
+    phone: &Client,
+    alice_key: &zeroize::Zeroizing<[u8; 32]>,
+    with_history: &dyn Fn(&str, AccountKey) -> ClientOptions,
+    trip: &[u8],
+    dm: &[u8],
+) -> Result<()> {
+    chapter("A7. History sync: alice's new watch gets her history from her phone, by itself");
+    let phone_worker = phone.start_worker();
+    let phone_consent = phone.stream_consent();
+    say("alice's phone is online (its sync worker follows the node)");
+    let watch = Client::create(with_history(
+        "alice-watch",
+        AccountKey::Existing(alice_key.clone()),
+    ))?
+    .client;
+    let pin = watch
+        .pending_sync_requests()?
+        .into_iter()
+        .next()
+        .ok_or("the watch sent no history request")?;
+    say(format!(
+        "the watch registered with the history server's URL and asked its inbox's other installations for history (request {}…) over the hidden sync group",
+        short(&pin)
+    ));
+    let t = Instant::now();
+    let watch_worker = watch.start_worker();
+    let report = loop {
+        if let Some(r) = watch.sync_import_report(&pin)? {
+            break r;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err("the history did not arrive within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let archive = watch
+        .list_available_archives(1)?
+        .into_iter()
+        .find(|a| a.pin == pin)
+        .ok_or("the answer is not listed")?;
+    say(format!(
+        "{:.2} s later: the phone had built an archive with a fresh key, uploaded {} bytes to the history server and sent its URL and key over the sync group; the watch downloaded, verified and imported {} messages in {} conversations",
+        t.elapsed().as_secs_f64(),
+        archive.size_bytes,
+        report.messages_imported,
+        report.conversations_added + report.conversations_merged
+    ));
+    let texts: Vec<String> = watch
+        .conversation(trip)?
+        .messages(&MessageQuery::default())?
+        .iter()
+        .filter(|m| m.kind == MessageKind::Application)
+        .filter_map(|m| m.text())
+        .collect();
+    say(format!(
+        "\"Road trip\" on the watch starts with {:?} and holds all {} messages",
+        texts.first().map(String::as_str).unwrap_or(""),
+        texts.len()
+    ));
+
+    watch.set_consent(
+        ConsentEntity::Conversation,
+        &hex::encode(dm),
+        ConsentState::Denied,
+    )?;
+    say("on the watch, alice mutes her DM with bob (consent: denied)");
+    let seen = phone_consent
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "the consent change did not reach the phone")?;
+    say(format!(
+        "the phone's consent stream fired: {} {}… is now {} there too",
+        seen.entity_type,
+        short(&seen.entity),
+        phone.consent(ConsentEntity::Conversation, &hex::encode(dm))?
+    ));
+    let t = Instant::now();
+    while watch.hmac_keys()? != phone.hmac_keys()? {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err("the HMAC keys did not converge".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let keys = watch.hmac_keys()?;
+    say(format!(
+        "push HMAC keys agree on phone and watch: {} conversations × {} periods, from one inbox secret shared over the sync group",
+        keys.len(),
+        keys.values().next().map_or(0, Vec::len)
+    ));
+    watch_worker.stop();
+    phone_worker.stop();
     Ok(())
 }

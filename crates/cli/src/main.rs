@@ -5,6 +5,7 @@
 
 mod backup_cmd;
 mod bench;
+mod bench_history;
 mod bench_node;
 mod cmd;
 mod demo;

@@ -500,6 +500,32 @@ fn the_history_commands_request_list_process_and_share_preferences() {
     assert_eq!(k1, k2);
     assert_eq!(k1["keys"][gid.as_str()].as_array().unwrap().len(), 3);
 
+    // With an installation online (`ferry run`), `history sync` on a new one gets its answer
+    // while it waits.
+    let mut online = ferry(&a1)
+        .args(["run", "--check-every-secs", "3600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let a3 = t.path().join("a3");
+    with_history(&a3, Some(&a1.join("account.key")));
+    let done = json(ferry(&a3).args(["history", "sync", "--wait-secs", "60", "--json"]));
+    assert_eq!(done["status"], "imported", "{done}");
+    // (The request `init` sent may have brought the messages first: then these are skips.)
+    let import = &done["import"];
+    assert!(
+        import["messages_imported"].as_u64().unwrap()
+            + import["messages_skipped"].as_u64().unwrap()
+            >= 2
+    );
+    let got = texts(&a3, &gid);
+    assert!(
+        got.contains(&"from before".to_string()) && got.contains(&"after the request".to_string())
+    );
+    unsafe_kill(online.id(), 15);
+    exits_cleanly(&mut online, "ferry run");
+
     unsafe_kill(history.id(), 15);
     exits_cleanly(&mut history, "the history server");
     node.stop();

@@ -577,3 +577,50 @@ fn an_expired_payload_fails_with_its_reason_and_imports_nothing() {
         Err(Error::History(ferry_transport::HistoryError::NotFound))
     ));
 }
+
+#[test]
+fn an_answer_over_the_servers_size_limit_fails_at_once_and_leaves_nothing_on_disk() {
+    let net = Net::with(|c| c.max_bytes = 512);
+    let (a1, key, _bob, g) = alice_with_history(&net);
+    for i in 0..50 {
+        g.send(&format!(
+            "a message long enough to push the archive past the limit {i}"
+        ))
+        .unwrap();
+    }
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
+    a1.sync_all().unwrap();
+    assert_eq!(net.payloads(), 0, "the partial upload is removed");
+    // The answering installation recorded the request as failed, with the reason (no retry:
+    // a second try would be refused the same way).
+    let failed: Vec<_> = {
+        let store = a1.store();
+        store
+            .conversations(&ConversationFilter {
+                kind: Some(ConversationKind::Sync),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .flat_map(|c| {
+                store
+                    .messages(&MessageFilter {
+                        conversation_id: Some(c.id),
+                        ..Default::default()
+                    })
+                    .unwrap()
+            })
+            .filter_map(|m| store.sync_message_record(&m.id).unwrap())
+            .filter(|r| r.state == 3)
+            .collect()
+    };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, 1);
+    assert!(failed[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("too large"));
+    assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    assert_eq!(a2.pending_sync_requests().unwrap().len(), 1);
+}

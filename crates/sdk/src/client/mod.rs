@@ -259,7 +259,8 @@ impl Client {
         let client = Self::from_parts(store, transport)?;
         // A new installation with history sync on asks its inbox's others for history (they
         // answer when they next sync); failing to ask is no reason to fail registering.
-        if !client.inner.history_sync_url.is_empty() {
+        // (A new inbox's first installation has nobody to ask.)
+        if !client.inner.history_sync_url.is_empty() && new_key.is_none() {
             if let Err(e) = client.sync_history() {
                 tracing::warn!(error = %e, "history sync request not sent; try `history sync`");
             }
