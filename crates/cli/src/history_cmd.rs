@@ -155,7 +155,8 @@ pub fn run(home: Option<PathBuf>, c: HistoryCmd) -> Result<()> {
             Ok(())
         }
         HistoryCmd::Process { pin, json } => {
-            let report = client.process_sync_archive(pin.as_deref())?;
+            // The newest announced one unless a pin is given (chosen before importing, so the
+            // pin printed is the one imported).
             let pin = match pin {
                 Some(p) => p,
                 None => client
@@ -163,8 +164,9 @@ pub fn run(home: Option<PathBuf>, c: HistoryCmd) -> Result<()> {
                     .into_iter()
                     .next()
                     .map(|a| a.pin)
-                    .unwrap_or_default(),
+                    .ok_or(ferry_sdk::Error::NoSuchArchive("(latest)".into()))?,
             };
+            let report = client.process_sync_archive(Some(&pin))?;
             if json {
                 print_json(&Processed { pin, report })
             } else {

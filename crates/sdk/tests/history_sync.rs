@@ -10,7 +10,7 @@ use ferry_node::{NodeConfig, RunningNode};
 use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload, SyncReply};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ConversationFilter, ConversationKind,
-    MessageFilter, MessageKind,
+    MessageFilter, MessageKind, SyncMessageRecord,
 };
 use ferry_sdk::{
     AccountKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery, SyncOptions,
@@ -178,6 +178,20 @@ fn a_payload_tampered_on_the_server_is_refused_and_nothing_is_imported() {
     }
     let g2 = a2.conversation(g.id()).unwrap();
     assert!(texts(&g2).is_empty(), "nothing from the tampered archive");
+    // It was tried once and given up on (damage does not heal), with the reason.
+    let listed = a2.list_available_archives(1).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "failed");
+    assert_eq!(listed[0].attempts, 1);
+    assert!(
+        listed[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("failed authentication"),
+        "{:?}",
+        listed[0].last_error
+    );
     let store = a2.store();
     let imported = store
         .messages(&ferry_sdk::store::MessageFilter::default())
@@ -236,6 +250,28 @@ fn replies(c: &Client) -> Vec<SyncReply> {
         }
     }
     out
+}
+
+/// The handling records of every message in `c`'s sync groups.
+fn sync_records(c: &Client) -> Vec<SyncMessageRecord> {
+    let store = c.store();
+    store
+        .conversations(&ConversationFilter {
+            kind: Some(ConversationKind::Sync),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| {
+            store
+                .messages(&MessageFilter {
+                    conversation_id: Some(c.id),
+                    ..Default::default()
+                })
+                .unwrap()
+        })
+        .filter_map(|m| store.sync_message_record(&m.id).unwrap())
+        .collect()
 }
 
 /// Alice (one installation) in a group with bob, three messages.
@@ -449,6 +485,17 @@ fn a_dead_history_server_is_retried_with_backoff_until_it_is_back() {
     // The answer cannot be uploaded: the message stays pending, nothing arrives.
     a1.sync_all().unwrap();
     assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    let waiting: Vec<_> = sync_records(&a1)
+        .into_iter()
+        .filter(|r| r.state == 1)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].attempts, 1, "pending, tried once");
+    assert!(waiting[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("unavailable"));
     net.start_history(addr);
     // The retry waits out its backoff (one second for the first), then succeeds.
     let mut imported = 0;
@@ -593,27 +640,10 @@ fn an_answer_over_the_servers_size_limit_fails_at_once_and_leaves_nothing_on_dis
     assert_eq!(net.payloads(), 0, "the partial upload is removed");
     // The answering installation recorded the request as failed, with the reason (no retry:
     // a second try would be refused the same way).
-    let failed: Vec<_> = {
-        let store = a1.store();
-        store
-            .conversations(&ConversationFilter {
-                kind: Some(ConversationKind::Sync),
-                ..Default::default()
-            })
-            .unwrap()
-            .into_iter()
-            .flat_map(|c| {
-                store
-                    .messages(&MessageFilter {
-                        conversation_id: Some(c.id),
-                        ..Default::default()
-                    })
-                    .unwrap()
-            })
-            .filter_map(|m| store.sync_message_record(&m.id).unwrap())
-            .filter(|r| r.state == 3)
-            .collect()
-    };
+    let failed: Vec<_> = sync_records(&a1)
+        .into_iter()
+        .filter(|r| r.state == 3)
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1);
     assert!(failed[0]
@@ -623,4 +653,124 @@ fn an_answer_over_the_servers_size_limit_fails_at_once_and_leaves_nothing_on_dis
         .contains("too large"));
     assert_eq!(a2.sync_all().unwrap().history_imported, 0);
     assert_eq!(a2.pending_sync_requests().unwrap().len(), 1);
+}
+
+#[test]
+fn an_answering_installation_without_a_history_server_uploads_nothing() {
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, false);
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    g.send("history").unwrap();
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.unwrap()), true);
+    for _ in 0..2 {
+        a1.sync_all().unwrap();
+        assert_eq!(a2.sync_all().unwrap().history_imported, 0);
+    }
+    assert_eq!(net.payloads(), 0, "nothing on the history server");
+    assert_eq!(
+        a2.pending_sync_requests().unwrap().len(),
+        1,
+        "still waiting"
+    );
+}
+
+#[test]
+fn a_reply_from_an_installation_revoked_since_is_ignored() {
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, false);
+    let key = key.unwrap();
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    g.send("history").unwrap();
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), true);
+    a1.sync_all().unwrap();
+    a2.sync_all().unwrap();
+    let (a3, _) = net.create("a3", AccountKey::Existing(key.clone()), true);
+    let pin = a3.pending_sync_requests().unwrap()[0].clone();
+    // a2 joins a3's sync group and announces an archive under a3's pin…
+    a2.sync_all().unwrap();
+    let own_pin = a2.send_sync_archive(&SyncOptions::default(), None).unwrap();
+    let mut reply = replies(&a2)
+        .into_iter()
+        .find(|r| r.request_id == own_pin)
+        .unwrap();
+    reply.request_id = pin.clone();
+    let sync = a3.ensure_sync_group().unwrap();
+    a2.conversation(&sync)
+        .unwrap()
+        .send_envelope(sync_envelope(sync_payload::Kind::Reply(reply)))
+        .unwrap();
+    // …and is revoked before a3 reads it.
+    a1.sync_all().unwrap();
+    a1.revoke_installation(&key, a2.installation_id()).unwrap();
+    assert_eq!(a3.sync_all().unwrap().history_imported, 0);
+    assert!(texts(&a3.conversation(g.id()).unwrap()).is_empty());
+    assert_eq!(a3.pending_sync_requests().unwrap(), [pin]);
+}
+
+#[test]
+fn a_revoked_installation_still_in_a_sync_group_is_removed_before_an_answer_goes_in() {
+    let net = Net::new();
+    let (a1, key, bob, _g) = alice_with_history(&net);
+    // a2 is new and still waiting for its own history (so it answers nothing by itself).
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), true);
+    a2.create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap()
+        .send("a2's own history")
+        .unwrap();
+    // a3 asks in a sync group of its own; a2 joins it (and checks its members then).
+    let (a3, _) = net.create("a3", AccountKey::Existing(key.clone()), true);
+    let pin = a3.pending_sync_requests().unwrap()[0].clone();
+    a2.sync_all().unwrap();
+    // a1 revokes a3 without being in that group, so a3 is still in it…
+    a1.revoke_installation(&key, a3.installation_id()).unwrap();
+    // …when a2 answers a3's pin by hand: a2 removes it first.
+    a2.send_sync_archive(&SyncOptions::default(), Some(&pin))
+        .unwrap();
+    let sync = a3.ensure_sync_group().unwrap();
+    let members = a2.conversation(&sync).unwrap().members().unwrap();
+    assert!(
+        !members
+            .iter()
+            .flat_map(|m| m.installation_ids.iter())
+            .any(|i| *i == hex::encode(a3.installation_id())),
+        "a2 removed the revoked installation from the group"
+    );
+    let _ = a3.sync_all();
+    assert_eq!(
+        a3.pending_sync_requests().unwrap(),
+        [pin],
+        "nothing readable arrived"
+    );
+}
+
+#[test]
+fn two_installations_that_make_an_hmac_secret_at_once_settle_on_one() {
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, false);
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    a1.create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    // a2 joins the conversations, then asks for keys before it handled the sync group's
+    // messages (a1's secret among them): it makes a secret of its own.
+    let (a2, _) = net.create("a2", AccountKey::Existing(key.unwrap()), false);
+    a1.sync_all().unwrap();
+    a2.sync_welcomes().unwrap();
+    assert_eq!(a2.hmac_key_revision().unwrap(), None);
+    let early = a2.hmac_keys().unwrap();
+    assert!(!early.is_empty());
+    assert_ne!(early, a1.hmac_keys().unwrap(), "two secrets for a moment");
+    for _ in 0..2 {
+        a1.sync_all().unwrap();
+        a2.sync_all().unwrap();
+    }
+    let (k1, k2) = (a1.hmac_keys().unwrap(), a2.hmac_keys().unwrap());
+    assert_eq!(k1, k2, "one secret on both");
+    assert_ne!(early, k2, "the earlier one (a1's, made with the inbox) won");
+    assert_eq!(a1.hmac_key_revision().unwrap(), Some(0));
 }

@@ -605,13 +605,19 @@ fn a_node_restart_mid_conversation_loses_nothing() {
     let addr = net.node.addr();
     let Net { node, dir, db } = net;
     node.stop();
-    // While it is down, sending fails with a clear error and stores nothing.
-    let err = g.send("lost?").unwrap_err();
+    // While it is down, sending fails with a clear error; the message is kept, unpublished,
+    // and goes out (once) when the node is back.
+    let err = g.send("not lost").unwrap_err();
     assert!(
         matches!(err, Error::Transport(TransportError::Unavailable(_))),
         "{err}"
     );
-    assert_eq!(texts(&g), ["one", "two"]);
+    assert_eq!(texts(&g), ["one", "two", "not lost"]);
+    let waiting = g.messages(&MessageQuery::default()).unwrap();
+    assert_eq!(
+        waiting.last().unwrap().delivery_status,
+        ferry_sdk::store::DeliveryStatus::Unpublished
+    );
     let node = RunningNode::start(NodeConfig {
         listen: addr.to_string(),
         db,
@@ -622,8 +628,13 @@ fn a_node_restart_mid_conversation_loses_nothing() {
     let bg = bob.conversation(g.id()).unwrap();
     bg.send("four").unwrap();
     alice.sync_all().unwrap();
-    assert_eq!(texts(&bg), ["one", "two", "three", "four"]);
-    assert_eq!(texts(&g), ["one", "two", "three", "four"]);
+    assert_eq!(texts(&bg), ["one", "two", "not lost", "three", "four"]);
+    assert!(g
+        .messages(&MessageQuery::default())
+        .unwrap()
+        .iter()
+        .all(|m| m.delivery_status == ferry_sdk::store::DeliveryStatus::Published));
+    assert_eq!(texts(&g), ["one", "two", "not lost", "three", "four"]);
     node.stop();
     drop(dir);
 }

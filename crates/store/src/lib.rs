@@ -346,6 +346,14 @@ impl Store {
 
     // ---- messages -------------------------------------------------------------------------
 
+    /// Sets a stored message's delivery status; false when there is no such message.
+    pub fn set_delivery_status(&self, id: &[u8], status: DeliveryStatus) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE messages SET delivery_status = ?2 WHERE id = ?1",
+            params![id, status.as_i64()],
+        )? > 0)
+    }
+
     /// Inserts a message into an existing conversation; false when its id is already stored.
     pub fn insert_message(&self, m: &Message) -> Result<bool> {
         let conv = self

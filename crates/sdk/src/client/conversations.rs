@@ -567,69 +567,51 @@ impl Group {
             }
         }
         let client = &self.client;
-        // 1. Encrypt, and keep the ratchet step whatever happens next: a generation used once
-        //    is never used again, even when publishing fails.
-        let data = {
+        // 1. Encrypt and keep, in one transaction: the ratchet step (a generation used once is
+        //    never used again), the sender's own copy (unpublished until the node has it) with
+        //    the id every member derives, and the ciphertext in the group's send outbox.
+        let m = {
             let store = client.store();
             let provider = Provider::new(store.conn());
             let identity = client.mls_identity(&provider)?;
-            provider.transaction(|p| -> Result<Vec<u8>> {
+            provider.transaction(|p| -> Result<Message> {
                 let mut group = ferry_mls::load_group(p, &self.id)?
                     .ok_or_else(|| Error::NoSuchConversation(hex::encode(&self.id)))?;
-                Ok(ferry_mls::encrypt(
-                    &mut group,
-                    p,
-                    &identity,
-                    &env.encode_to_vec(),
-                )?)
+                let data = ferry_mls::encrypt(&mut group, p, &identity, &env.encode_to_vec())?;
+                let id = message_id(&self.id, &data);
+                let m = envelope_message(
+                    id.clone(),
+                    &self.id,
+                    &client.inner.inbox_id,
+                    &client.inner.installation_id,
+                    env,
+                    DeliveryStatus::Unpublished,
+                );
+                store.insert_message(&m)?;
+                store.set_setting(&send_outbox_key(&self.id, &id), &data)?;
+                let hex_id = hex::encode(&c.id);
+                if store
+                    .consent(ConsentEntity::Conversation, &hex_id)?
+                    .map(|r| r.state)
+                    != Some(ConsentState::Allowed)
+                {
+                    store.set_consent(&ConsentRecord {
+                        entity_type: ConsentEntity::Conversation,
+                        entity: hex_id,
+                        state: ConsentState::Allowed,
+                        updated_at_ns: crate::now_ns(),
+                    })?;
+                }
+                Ok(m)
             })?
         };
-        let id = message_id(&self.id, &data);
-        // 2. Publish (no store lock held over the network). On failure nothing is stored and
-        //    the caller may send again.
-        client
-            .inner
-            .transport
-            .send_group_messages(vec![GroupMessageInput {
-                group_id: self.id.clone(),
-                data,
-                commit_epoch: None,
-            }])?;
-        // 3. The sender's own copy, with the id every member derives, and consent.
-        let m = envelope_message(
-            id.clone(),
-            &self.id,
-            &client.inner.inbox_id,
-            &client.inner.installation_id,
-            env,
-            DeliveryStatus::Published,
-        );
-        {
-            let store = client.store();
-            // IMMEDIATE: a deferred transaction that reads and then writes fails at once
-            // (SQLITE_BUSY, no waiting) when another process wrote in between.
-            let tx = ferry_store::rusqlite::Transaction::new_unchecked(
-                store.conn(),
-                ferry_store::rusqlite::TransactionBehavior::Immediate,
-            )
-            .map_err(ferry_store::Error::from)?;
-            store.insert_message(&m)?;
-            let hex_id = hex::encode(&c.id);
-            if store
-                .consent(ConsentEntity::Conversation, &hex_id)?
-                .map(|r| r.state)
-                != Some(ConsentState::Allowed)
-            {
-                store.set_consent(&ConsentRecord {
-                    entity_type: ConsentEntity::Conversation,
-                    entity: hex_id,
-                    state: ConsentState::Allowed,
-                    updated_at_ns: crate::now_ns(),
-                })?;
-            }
-            tx.commit().map_err(ferry_store::Error::from)?;
-        }
+        let id = m.id.clone();
         client.emit(vec![Event::Message(m)]);
+        // 2. Publish (no store lock held over the network), after anything still waiting in
+        //    this group's outbox. On failure the message stays unpublished and goes out with
+        //    the next send or sync: the same ciphertext, so members see it once whatever
+        //    happens (a node that stored it but could not answer included).
+        client.publish_outbox(&self.id)?;
         Ok(id)
     }
 
@@ -977,6 +959,20 @@ pub(crate) fn pending_data_key(group_id: &[u8]) -> String {
 
 pub(crate) fn pending_welcome_key(group_id: &[u8]) -> String {
     format!("pending_welcome/{}", hex::encode(group_id))
+}
+
+/// A sent message's ciphertext waiting for the node: ordered by time within its group.
+pub(crate) fn send_outbox_key(group_id: &[u8], message_id: &[u8]) -> String {
+    format!(
+        "{}{:020}-{}",
+        send_outbox_prefix(group_id),
+        crate::now_ns(),
+        hex::encode(message_id)
+    )
+}
+
+pub(crate) fn send_outbox_prefix(group_id: &[u8]) -> String {
+    format!("send_outbox/{}/", hex::encode(group_id))
 }
 
 pub(crate) fn welcome_outbox_key(group_id: &[u8]) -> String {

@@ -44,11 +44,17 @@ use crate::{ArchiveKey, Error, Result};
 /// The content type of sync-group payloads.
 const SYNC_AUTHORITY: &str = "ferry.chat";
 const SYNC_TYPE: &str = "sync";
-/// A sync message that keeps failing is given up on after this many attempts.
-const MAX_ATTEMPTS: i64 = 8;
+/// A sync message that keeps failing is given up on after this many attempts: with the
+/// backoff below, about two and a half hours of retrying (a history server down for a while
+/// is waited out; the payloads it keeps live 24 h).
+const MAX_ATTEMPTS: i64 = 16;
 /// The first retry waits this long; each next one twice as long, up to [`MAX_BACKOFF_NS`].
 const BACKOFF_NS: i64 = 1_000_000_000;
-const MAX_BACKOFF_NS: i64 = 5 * 60 * 1_000_000_000;
+const MAX_BACKOFF_NS: i64 = 30 * 60 * 1_000_000_000;
+/// Set when the inbox lost an installation and the HMAC secret must rotate (kept until done).
+const S_ROTATE: &str = "hmac.rotate_pending";
+/// Set when a wanted history request could not be sent yet (retried by `sync_all`).
+const S_REQUEST_WANTED: &str = "sync_request_wanted";
 const PENDING: i64 = 1;
 const PROCESSED: i64 = 2;
 const FAILED: i64 = 3;
@@ -114,7 +120,7 @@ impl SyncOptions {
 }
 
 /// A history archive another installation of this inbox announced in the sync group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct AvailableArchive {
     /// The request id it answers (or the pin its sender chose).
     pub pin: String,
@@ -144,6 +150,22 @@ pub struct AvailableArchive {
     key: Zeroizing<Vec<u8>>,
     #[serde(skip)]
     message_id: Vec<u8>,
+}
+
+impl std::fmt::Debug for AvailableArchive {
+    // By hand: the archive key never goes to a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvailableArchive")
+            .field("pin", &self.pin)
+            .field("sender_installation_id", &self.sender_installation_id)
+            .field("sent_at_ns", &self.sent_at_ns)
+            .field("message_count", &self.message_count)
+            .field("url", &self.url)
+            .field("state", &self.state)
+            .field("imported", &self.imported)
+            .field("key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
 }
 
 /// One HMAC key of a conversation, for one 30-day period.
@@ -421,11 +443,47 @@ impl Client {
         self.new_hmac_secret(0)
     }
 
-    /// A fresh secret one revision past the current one, shared with the installations still
-    /// in the sync group (after a revocation: the others).
-    pub(crate) fn rotate_hmac_secret(&self) -> Result<HmacKeyUpdate> {
-        let next = self.hmac_secret()?.map_or(0, |k| k.revision + 1);
-        self.new_hmac_secret(next)
+    /// Rotates the inbox's HMAC secret after one of its installations was revoked: every sync
+    /// group first drops revoked installations and this installation catches up with them (so
+    /// it holds the newest revision), then a secret one revision past it goes to the
+    /// installations that remain. Recorded first, so a failure midway is retried by the next
+    /// [`Client::sync_all`].
+    pub(crate) fn rotate_after_revocation(&self) -> Result<()> {
+        self.store().set_setting(S_ROTATE, b"1")?;
+        for id in self.active_group_ids(Some(ConversationKind::Sync))? {
+            self.group_handle(id.clone()).add_missing_installations()?;
+            self.sync_group(&id)?;
+        }
+        self.process_sync_messages()?;
+        let next = self
+            .hmac_secret()?
+            .map_or(0, |k| k.revision.saturating_add(1));
+        self.new_hmac_secret(next)?;
+        self.store().delete_setting(S_ROTATE)?;
+        Ok(())
+    }
+
+    /// Work a crash or a dead node left undone: a rotation, a history request.
+    pub(crate) fn resume_history_chores(&self) {
+        if matches!(self.store().setting(S_ROTATE), Ok(Some(_))) {
+            if let Err(e) = self.rotate_after_revocation() {
+                tracing::warn!(error = %e, "HMAC secret rotation still pending");
+            }
+        }
+        if matches!(self.store().setting(S_REQUEST_WANTED), Ok(Some(_))) {
+            match self.sync_history() {
+                Ok(_) => {
+                    let _ = self.store().delete_setting(S_REQUEST_WANTED);
+                }
+                Err(e) => tracing::info!(error = %e, "history request still not sent"),
+            }
+        }
+    }
+
+    /// Remembers that a history request is wanted but could not be sent yet.
+    pub(crate) fn want_history_request(&self) -> Result<()> {
+        self.store().set_setting(S_REQUEST_WANTED, b"1")?;
+        Ok(())
     }
 
     fn new_hmac_secret(&self, revision: u64) -> Result<HmacKeyUpdate> {
@@ -490,6 +548,7 @@ impl Client {
             return Ok(0);
         }
         let group = self.ensure_sync_group()?;
+        self.secure_sync_group(&group)?;
         let mut sent = 0;
         for (key, bytes) in queued {
             if let Ok(update) = PreferenceUpdates::decode(bytes.as_slice()) {
@@ -537,7 +596,14 @@ impl Client {
                     let held = store
                         .setting(S_HMAC)?
                         .and_then(|v| HmacKeyUpdate::decode(v.as_slice()).ok());
-                    if held.as_ref().is_none_or(|h| hmac_beats(&k, h)) {
+                    // A revision may move on by one at a time: a jump (say, to the top, which
+                    // would win every later rotation) is refused.
+                    let plausible = held
+                        .as_ref()
+                        .is_none_or(|h| k.revision <= h.revision.saturating_add(1));
+                    if !plausible {
+                        tracing::warn!(revision = k.revision, "HMAC secret revision jump refused");
+                    } else if held.as_ref().is_none_or(|h| hmac_beats(&k, h)) {
                         store.set_setting(S_HMAC, &k.encode_to_vec())?;
                     }
                 }
@@ -548,6 +614,14 @@ impl Client {
     }
 
     // ---- the worker's part -------------------------------------------------------------
+
+    /// Brings a sync group in line with the inbox's log before anything secret goes into it:
+    /// revoked installations are removed first (and new ones added), so an archive key or the
+    /// HMAC secret reaches only installations that are active now.
+    fn secure_sync_group(&self, group: &[u8]) -> Result<()> {
+        self.group_handle(group.to_vec())
+            .add_missing_installations()
+    }
 
     fn send_sync_payload(&self, group: &[u8], kind: sync_payload::Kind) -> Result<()> {
         let env = Envelope {
@@ -584,30 +658,19 @@ impl Client {
         Ok(out)
     }
 
-    /// This inbox's active installations per its verified log (from the cache when the node
-    /// is unreachable).
+    /// This inbox's active installations per its verified log, fetched now: a node that
+    /// cannot be asked is a retryable error, never a reason to ignore a message for good.
     fn own_active_installations(&self) -> Result<BTreeSet<Vec<u8>>> {
         let me = self.inner.inbox_id.clone();
-        let state = match self.refresh_inboxes(std::slice::from_ref(&me)) {
-            Ok(mut s) => s.remove(&me),
-            Err(e) => {
-                tracing::debug!(error = %e, "own identity log not refreshed; using the cached one");
-                self.inner
-                    .inboxes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&me)
-                    .cloned()
-            }
-        };
+        let state = self
+            .refresh_inboxes(std::slice::from_ref(&me))?
+            .remove(&me)
+            .ok_or_else(|| Error::UnknownInbox(me.clone()))?;
         Ok(state
-            .map(|s| {
-                s.active_installations()
-                    .iter()
-                    .map(|i| i.to_vec())
-                    .collect()
-            })
-            .unwrap_or_default())
+            .active_installations()
+            .iter()
+            .map(|i| i.to_vec())
+            .collect())
     }
 
     /// Whether a sync message comes from an active installation of this inbox (anything else
@@ -631,19 +694,28 @@ impl Client {
     /// requests, imports replies to this installation's requests. Returns how many archives it
     /// imported. A message that failed waits out its backoff before it is tried again.
     pub fn process_sync_messages(&self) -> Result<u64> {
+        // One pass at a time in this process (the worker and the app may both sync); other
+        // processes are kept off each message by the claim below.
+        let _one = self
+            .inner
+            .history_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut own_active: Option<BTreeSet<Vec<u8>>> = None;
         let mut imported = 0;
         for m in self.sync_group_payloads()? {
-            let record = self.store().sync_message_record(&m.id)?;
-            let now = crate::now_ns();
-            let attempts = match &record {
-                Some(r) if r.state == PROCESSED || r.state == FAILED => continue,
-                Some(r) if now < r.updated_at_ns.saturating_add(backoff_ns(r.attempts)) => continue,
-                Some(r) => r.attempts,
-                None => 0,
+            let Some(attempts) = self.claim_sync_message(&m.id)? else {
+                continue;
             };
             if own_active.is_none() {
-                own_active = Some(self.own_active_installations()?);
+                match self.own_active_installations() {
+                    Ok(a) => own_active = Some(a),
+                    Err(e) => {
+                        // Not handled: the claim's backoff brings it back.
+                        self.record_attempt(&m.id, attempts, &e)?;
+                        return Err(e);
+                    }
+                }
             }
             let outcome = if self.is_own_installation(&m, own_active.as_ref().expect("set")) {
                 self.handle_sync_message(&m)
@@ -656,35 +728,59 @@ impl Client {
                     self.store().set_sync_message_state(
                         &m.id,
                         PROCESSED,
-                        attempts + 1,
+                        attempts,
                         None,
-                        now,
+                        crate::now_ns(),
                     )?;
                 }
-                Err(e) => {
-                    let state = if retryable(&e) && attempts + 1 < MAX_ATTEMPTS {
-                        PENDING
-                    } else {
-                        FAILED
-                    };
-                    let reason = e.to_string();
-                    tracing::warn!(
-                        error = %reason,
-                        attempts = attempts + 1,
-                        gave_up = state == FAILED,
-                        "sync message not handled"
-                    );
-                    self.store().set_sync_message_state(
-                        &m.id,
-                        state,
-                        attempts + 1,
-                        Some(&reason),
-                        now,
-                    )?;
-                }
+                Err(e) => self.record_attempt(&m.id, attempts, &e)?,
             }
         }
         Ok(imported)
+    }
+
+    /// Takes a sync message for handling, in one transaction: `None` when it is done, given
+    /// up on, waiting out its backoff, or being handled elsewhere right now; else the number
+    /// of this attempt, recorded before the work starts.
+    fn claim_sync_message(&self, id: &[u8]) -> Result<Option<i64>> {
+        let store = self.store();
+        let tx = ferry_store::rusqlite::Transaction::new_unchecked(
+            store.conn(),
+            ferry_store::rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(ferry_store::Error::from)?;
+        let now = crate::now_ns();
+        let attempts = match store.sync_message_record(id)? {
+            Some(r) if r.state == PROCESSED || r.state == FAILED => return Ok(None),
+            Some(r) if now < r.updated_at_ns.saturating_add(backoff_ns(r.attempts)) => {
+                return Ok(None)
+            }
+            Some(r) => r.attempts + 1,
+            None => 1,
+        };
+        store.set_sync_message_state(id, PENDING, attempts, Some("in progress"), now)?;
+        tx.commit().map_err(ferry_store::Error::from)?;
+        Ok(Some(attempts))
+    }
+
+    /// A failed attempt: pending (to retry after its backoff) or, when the failure cannot
+    /// pass or the attempts are used up, failed with its reason.
+    fn record_attempt(&self, id: &[u8], attempts: i64, e: &Error) -> Result<()> {
+        let state = if retryable(e) && attempts < MAX_ATTEMPTS {
+            PENDING
+        } else {
+            FAILED
+        };
+        let reason = e.to_string();
+        tracing::warn!(
+            error = %reason,
+            attempts,
+            gave_up = state == FAILED,
+            "sync message not handled"
+        );
+        self.store()
+            .set_sync_message_state(id, state, attempts, Some(&reason), crate::now_ns())?;
+        Ok(())
     }
 
     /// One sync message from an own installation; `Ok(true)` when it imported an archive.
@@ -704,6 +800,12 @@ impl Client {
             }
             sync_payload::Kind::Request(r) => {
                 if mine || self.inner.history_sync_url.is_empty() {
+                    return Ok(false);
+                }
+                if !self.pending_sync_requests()?.is_empty() {
+                    // New here too and still waiting for history: an answer now would be
+                    // (nearly) empty and could close the request before a full one comes.
+                    tracing::info!(request = %r.request_id, "not answering: this installation is waiting for its own history");
                     return Ok(false);
                 }
                 let options = SyncOptions {
@@ -769,6 +871,7 @@ impl Client {
             &Control::new(),
         )?;
         let url = HistoryClient::new(&self.inner.history_sync_url)?.upload_file(&path)?;
+        self.secure_sync_group(group)?;
         self.send_sync_payload(
             group,
             sync_payload::Kind::Reply(SyncReply {

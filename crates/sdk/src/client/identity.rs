@@ -168,16 +168,6 @@ impl Client {
         Ok(())
     }
 
-    /// A revoked installation leaves every sync group at once, then the inbox's HMAC secret
-    /// rotates: the new one goes only to the installations that remain.
-    fn after_revoke(&self) -> Result<()> {
-        for id in self.active_group_ids(Some(ferry_store::ConversationKind::Sync))? {
-            self.group_handle(id).add_missing_installations()?;
-        }
-        self.rotate_hmac_secret()?;
-        Ok(())
-    }
-
     /// What the node's log (verified here) says of `inbox`.
     pub fn inbox_info(&self, inbox: &str) -> Result<InboxInfo> {
         let state = self
@@ -221,7 +211,9 @@ impl Client {
             match self.inner.transport.publish_identity_update(update) {
                 Ok(_) => {
                     self.refresh_inboxes(std::slice::from_ref(&self.inner.inbox_id))?;
-                    self.after_revoke()?;
+                    // A revoked installation leaves every sync group at once, then the inbox's HMAC
+                    // secret rotates: the new one goes only to the installations that remain.
+                    self.rotate_after_revocation()?;
                     return Ok(());
                 }
                 Err(ferry_transport::TransportError::IdentityConflict(_)) => continue,

@@ -123,6 +123,8 @@ struct Inner {
     /// Verified identity logs, by inbox.
     inboxes: Mutex<HashMap<String, ferry_identity::InboxState>>,
     subscribers: Mutex<Vec<Sender<Event>>>,
+    /// Held while sync-group messages are handled (one pass at a time per client).
+    history_lock: Mutex<()>,
 }
 
 /// Settings keys (the store's `settings` table).
@@ -262,7 +264,8 @@ impl Client {
         // (A new inbox's first installation has nobody to ask.)
         if !client.inner.history_sync_url.is_empty() && new_key.is_none() {
             if let Err(e) = client.sync_history() {
-                tracing::warn!(error = %e, "history sync request not sent; try `history sync`");
+                tracing::warn!(error = %e, "history request not sent yet; the next sync sends it");
+                client.want_history_request()?;
             }
         }
         Ok(Registration {
@@ -326,6 +329,7 @@ impl Client {
             installation_id,
             inboxes: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
+            history_lock: Mutex::new(()),
         };
         // The signature key must be there.
         let client = Client {

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::conversations::{
     conversation_row, decode_welcome_record, describe_commit, envelope_message, membership_message,
-    pending_commit_key, pending_data_key, pending_welcome_key, welcome_outbox_key,
+    pending_commit_key, pending_data_key, pending_welcome_key, send_outbox_prefix,
+    welcome_outbox_key,
 };
 use super::{message_id, parse_credential, Client, Event, S_KNOWN_OWN};
 use crate::{Error, Result};
@@ -32,6 +33,18 @@ fn advance_cursor(store: &ferry_store::Store, topic: &str, seq: u64) -> Result<b
     }
     store.set_cursor(topic, seq as i64)?;
     Ok(true)
+}
+
+/// A message of ours seen on the node: published, out of the send outbox.
+fn confirm_published(store: &ferry_store::Store, group_id: &[u8], id: &[u8]) -> Result<()> {
+    let suffix = format!("-{}", hex::encode(id));
+    for (key, _) in store.settings_with_prefix(&send_outbox_prefix(group_id))? {
+        if key.ends_with(&suffix) {
+            store.delete_setting(&key)?;
+            store.set_delivery_status(id, DeliveryStatus::Published)?;
+        }
+    }
+    Ok(())
 }
 
 /// Errors of this installation's own storage, which must surface instead of moving a cursor
@@ -214,7 +227,36 @@ impl Client {
             }
         }
         self.flush_welcome_outbox(group_id)?;
+        self.publish_outbox(group_id)?;
         Ok(applied)
+    }
+
+    /// Publishes the messages waiting in a group's send outbox, oldest first; each leaves the
+    /// outbox (and turns published) once the node took it. Returns how many went out.
+    pub(crate) fn publish_outbox(&self, group_id: &[u8]) -> Result<u64> {
+        let pending = self
+            .store()
+            .settings_with_prefix(&send_outbox_prefix(group_id))?;
+        let mut sent = 0;
+        for (key, data) in pending {
+            let id = key
+                .rsplit('-')
+                .next()
+                .and_then(|h| hex::decode(h).ok())
+                .unwrap_or_default();
+            self.inner.transport.send_group_messages(vec![
+                ferry_proto::node::GroupMessageInput {
+                    group_id: group_id.to_vec(),
+                    data,
+                    commit_epoch: None,
+                },
+            ])?;
+            let store = self.store();
+            store.delete_setting(&key)?;
+            store.set_delivery_status(&id, DeliveryStatus::Published)?;
+            sent += 1;
+        }
+        Ok(sent)
     }
 
     /// Applies one group message in one transaction with its cursor.
@@ -253,7 +295,9 @@ impl Client {
                 Err(e) => {
                     // Our own message coming back (MLS cannot open its own), one from before
                     // we joined, a commit that lost its epoch, or garbage: the node's order
-                    // is the truth, so move on.
+                    // is the truth, so move on. Our own one is published now, whether or not
+                    // its send heard back from the node.
+                    confirm_published(&store, group_id, &id)?;
                     tracing::debug!(error = %e, seq = m.sequence_id, "group message skipped");
                     return Ok(Outcome::Skipped);
                 }
@@ -295,7 +339,20 @@ impl Client {
                     // holds now: otherwise the whole commit is refused (the transaction
                     // rolls back) and every honest member refuses it alike.
                     let keys = ferry_mls::member_keys(&group);
+                    let sync_group = matches!(
+                        store.conversation(group_id)?,
+                        Some(c) if c.kind == ConversationKind::Sync
+                    );
                     for cred in &added {
+                        // A sync group holds this inbox's installations and nobody else's.
+                        if sync_group
+                            && parse_credential(cred).map(|(inbox, _)| inbox)
+                                != Some(self.inner.inbox_id.clone())
+                        {
+                            return Err(Error::InvalidMember(
+                                "a commit adding another inbox to a sync group".into(),
+                            ));
+                        }
                         let key = keys
                             .iter()
                             .find(|(c, _)| c == cred)
@@ -435,6 +492,8 @@ impl Client {
             Ok(n) => report.installations_added_to += n,
             Err(e) => tracing::warn!(error = %e, "adding new own installations failed"),
         }
+        // A rotation or a history request a crash or a dead node left undone.
+        self.resume_history_chores();
         // Preference updates made while the node was away go out now.
         if let Err(e) = self.flush_preference_outbox() {
             tracing::warn!(error = %e, "preference updates not sent yet");
