@@ -395,7 +395,7 @@ fn random_ids_never_hit() {
         f.upload(&pseudo_random(100, i));
     }
     let dest = f.root.path().join("probe");
-    for _ in 0..1000 {
+    for _ in 0..10_000 {
         let url = format!("{}/files/{}", f.server.url(), random_hex());
         match f.client.download_to(&url, &dest) {
             Err(HistoryError::NotFound) => {}
@@ -488,13 +488,14 @@ fn delete_after_download() {
 
 #[test]
 fn parallel_uploads_and_downloads_stay_intact() {
-    let f = Fixture::new(|_| {});
+    // (All from one address: the per-client limit is off here; it has its own test.)
+    let f = Fixture::new(|c| c.requests_per_minute = 0);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..20u64)
+        let handles: Vec<_> = (0..100u64)
             .map(|i| {
                 let f = &f;
                 scope.spawn(move || {
-                    let data = pseudo_random(200_000 + i as usize * 1013, 100 + i);
+                    let data = pseudo_random(20_000 + i as usize * 1013, 100 + i);
                     let url = f.upload(&data);
                     let back = f.download(&url).unwrap();
                     assert_eq!(sha256(&back), sha256(&data), "upload {i}");
@@ -505,7 +506,7 @@ fn parallel_uploads_and_downloads_stay_intact() {
         let mut ids: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), 20);
+        assert_eq!(ids.len(), 100);
         assert_eq!(f.stored(), ids);
     });
 }
@@ -565,6 +566,38 @@ fn slow_uploads_are_cut_off() {
 
     // The server is still fine.
     assert_eq!(f.download(&f.upload(b"after")).unwrap(), b"after");
+}
+
+#[test]
+fn many_slow_uploads_at_once_do_not_exhaust_the_server() {
+    let f = Fixture::new(|c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.requests_per_minute = 0;
+    });
+    // Fifty connections that start an upload and then stall.
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = connect(f.addr());
+            s.write_all(
+                b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile an honest client is served at once.
+    let start = Instant::now();
+    assert_eq!(f.download(&f.upload(b"honest")).unwrap(), b"honest");
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    // Every stalled one is cut off, and nothing of theirs stays on disk.
+    for s in &mut stalled {
+        assert_eq!(read_response(s).status, 408);
+    }
+    assert!(
+        wait_for(Duration::from_secs(3), || f.stored().len() == 1),
+        "{:?}",
+        f.stored()
+    );
 }
 
 #[test]
