@@ -73,6 +73,26 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Many clients sending at once over several groups, the node killed (SIGKILL) and
+    /// restarted midway: messages/s, delivery latency, and a check that every client holds
+    /// every message exactly once in the node's order (exits non-zero if not).
+    Load {
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        groups: usize,
+        /// Messages each client sends.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Do not kill the node midway.
+        #[arg(long)]
+        no_restart: bool,
+        /// Keep the node's and the clients' folders here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// One measured phase in this process (used by `bench archive`).
     #[command(hide = true)]
     Phase {
@@ -148,6 +168,23 @@ pub fn run(c: BenchCmd) -> Result<()> {
             conversations,
             json,
         } => crate::bench_node::run(installations, messages, conversations, json),
+        BenchCmd::Load {
+            clients,
+            groups,
+            messages,
+            no_restart,
+            keep,
+            json,
+        } => crate::bench_load::run(
+            crate::bench_load::LoadOptions {
+                clients,
+                groups,
+                messages,
+                kill_node: !no_restart,
+                keep,
+            },
+            json,
+        ),
         BenchCmd::History {
             messages,
             conversations,

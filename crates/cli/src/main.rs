@@ -6,6 +6,7 @@
 mod backup_cmd;
 mod bench;
 mod bench_history;
+mod bench_load;
 mod bench_node;
 mod cmd;
 mod demo;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ferry_store::{Store, Table};
 
-const KILLS: usize = 25;
+const KILLS: usize = 50;
 
 fn ferry(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
@@ -48,7 +48,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
         "--conversations",
         "20",
         "--messages",
-        "120000",
+        "60000",
         "--consent",
         "10",
     ]));

@@ -125,6 +125,9 @@ struct Inner {
     subscribers: Mutex<Vec<Sender<Event>>>,
     /// Held while sync-group messages are handled (one pass at a time per client).
     history_lock: Mutex<()>,
+    /// Held from applying a group message to reporting it, so streams see messages in the
+    /// order they were applied (the node's) even when two threads sync at once.
+    apply_lock: Mutex<()>,
 }
 
 /// Settings keys (the store's `settings` table).
@@ -330,6 +333,7 @@ impl Client {
             inboxes: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
             history_lock: Mutex::new(()),
+            apply_lock: Mutex::new(()),
         };
         // The signature key must be there.
         let client = Client {

@@ -261,6 +261,11 @@ impl Client {
 
     /// Applies one group message in one transaction with its cursor.
     pub(crate) fn apply_group_message(&self, group_id: &[u8], m: &GroupMessage) -> Result<bool> {
+        let _in_order = self
+            .inner
+            .apply_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let topic = group_topic(group_id);
         let store = self.store();
         let provider = Provider::new(store.conn());
