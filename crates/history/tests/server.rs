@@ -588,7 +588,11 @@ fn many_slow_uploads_at_once_do_not_exhaust_the_server() {
     // Meanwhile an honest client is served at once.
     let start = Instant::now();
     assert_eq!(f.download(&f.upload(b"honest")).unwrap(), b"honest");
-    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     // Every stalled one is cut off, and nothing of theirs stays on disk.
     for s in &mut stalled {
         assert_eq!(read_response(s).status, 408);
