@@ -1,9 +1,10 @@
 //! `ferry demo`: the story of a person's history moving to a new installation, told with the
 //! real store and archive code on temporary storage.
 //!
-//! Part A (`demo_messaging`) has alice (two installations, then a third) and bob talk over
-//! MLS through a delivery node on loopback: a group, a DM, consent. Part B shows local
-//! history, encrypted archives, restore onto a new installation, and what the format refuses.
+//! Part A (`demo_messaging`) has alice (several installations) and bob talk over MLS through a
+//! delivery node on loopback: a group, a DM, consent, a backup restored onto a new phone, and
+//! history sync through a history server onto a new watch. Part B shows local history at
+//! scale, encrypted archives, restore onto a new installation, and what the format refuses.
 
 use std::path::Path;
 use std::time::Instant;
@@ -310,8 +311,6 @@ pub fn run(keep: bool) -> Result<()> {
         m.file_bytes
     ));
 
-    chapter("Not yet in this build");
-    say("History sync (the history server and the sync group) arrives with its issue; see README.md.");
     if keep {
         let kept = dir.keep();
         println!("\nkept {}", kept.display());
