@@ -406,6 +406,19 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// A conversation's messages that no sync-message record marks processed or failed
+    /// (never handled, or pending a retry), in time order.
+    pub fn unhandled_sync_messages(&self, conversation_id: &[u8]) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLS} FROM {MESSAGE_FROM} LEFT JOIN sync_messages x ON x.id = m.id
+             WHERE c.id = ?1 AND (x.state IS NULL OR x.state = 1)
+             ORDER BY m.sent_at_ns, m.id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([conversation_id], message_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
     pub fn message(&self, id: &[u8]) -> Result<Option<Message>> {
         self.conn
             .query_row(

@@ -641,21 +641,31 @@ impl Client {
         Ok(())
     }
 
-    /// Every sync payload stored from every sync group (of any membership), oldest first.
-    fn sync_group_payloads(&self) -> Result<Vec<Message>> {
+    /// Every sync payload stored from every sync group (of any membership), oldest first;
+    /// with `unhandled`, only those not processed or failed yet (what a pass works on, so its
+    /// cost does not grow with the group's history).
+    fn sync_group_payloads_where(&self, unhandled: bool) -> Result<Vec<Message>> {
         let groups = self.store().conversations(&ConversationFilter {
             kind: Some(ConversationKind::Sync),
             ..Default::default()
         })?;
         let mut out = Vec::new();
         for g in groups {
-            let messages = self.store().messages(&MessageFilter {
-                conversation_id: Some(g.id.clone()),
-                ..Default::default()
-            })?;
+            let messages = if unhandled {
+                self.store().unhandled_sync_messages(&g.id)?
+            } else {
+                self.store().messages(&MessageFilter {
+                    conversation_id: Some(g.id.clone()),
+                    ..Default::default()
+                })?
+            };
             out.extend(messages.into_iter().filter(is_sync_payload));
         }
         Ok(out)
+    }
+
+    fn sync_group_payloads(&self) -> Result<Vec<Message>> {
+        self.sync_group_payloads_where(false)
     }
 
     /// This inbox's active installations per its verified log, fetched now: a node that
@@ -703,7 +713,7 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner());
         let mut own_active: Option<BTreeSet<Vec<u8>>> = None;
         let mut imported = 0;
-        for m in self.sync_group_payloads()? {
+        for m in self.sync_group_payloads_where(true)? {
             let Some(attempts) = self.claim_sync_message(&m.id)? else {
                 continue;
             };
