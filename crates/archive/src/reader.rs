@@ -40,6 +40,9 @@ pub struct ArchiveReader<R: Read> {
     pos: usize,
     bytes_read: u64,
     unknown: u64,
+    /// The first error met: after it the reader is spent and says so (found by fuzzing:
+    /// reading on used to go past the damage to a clean-looking end).
+    failed: Option<String>,
 }
 
 impl<R: Read> ArchiveReader<R> {
@@ -66,6 +69,7 @@ impl<R: Read> ArchiveReader<R> {
             pos: 0,
             bytes_read: crate::header::HEADER_LEN as u64,
             unknown: 0,
+            failed: None,
             header,
             cipher,
         };
@@ -111,6 +115,19 @@ impl<R: Read> ArchiveReader<R> {
     /// Elements of kinds this version does not know are returned as [`Element::Unknown`] (and
     /// counted), so a caller can report them.
     pub fn next_element(&mut self) -> Result<Option<Element>> {
+        if let Some(first) = &self.failed {
+            return Err(Error::Malformed(format!(
+                "reading stopped at an earlier error ({first})"
+            )));
+        }
+        let next = self.read_element();
+        if let Err(e) = &next {
+            self.failed = Some(e.to_string());
+        }
+        next
+    }
+
+    fn read_element(&mut self) -> Result<Option<Element>> {
         let Some(frame) = self.read_frame()? else {
             return Ok(None);
         };

@@ -518,3 +518,26 @@ fn metadata_that_does_not_fit_one_segment_is_refused_by_the_writer() {
         .unwrap();
     assert!(err.to_string().contains("label"), "{err}");
 }
+
+/// Found by fuzzing (`fuzz/artifacts-found/archive-reader-continues-after-error.ferry`): an
+/// archive with a second metadata element between two consent records. The reader used to
+/// go on after the error and end cleanly; now it stays failed.
+#[test]
+fn a_reader_stays_failed_after_an_error() {
+    let bytes = include_bytes!("data/reader-continues-after-error.ferry");
+    let key = ArchiveKey::from_bytes(&(0u8..32).collect::<Vec<u8>>()).unwrap();
+    let mut r = ArchiveReader::open(&bytes[..], &key).unwrap();
+    assert!(matches!(r.next_element(), Ok(Some(Element::Consent(_)))));
+    let first = r.next_element().unwrap_err();
+    assert!(
+        matches!(first, Error::Malformed(ref m) if m.contains("second metadata")),
+        "{first}"
+    );
+    for _ in 0..3 {
+        let again = r.next_element().unwrap_err();
+        assert!(
+            matches!(again, Error::Malformed(ref m) if m.contains("earlier error")),
+            "{again}"
+        );
+    }
+}
