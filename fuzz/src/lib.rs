@@ -31,7 +31,7 @@ pub const ARCHIVE_KEY: [u8; 32] = {
 };
 
 /// The key of libxmtp archives in the fuzz targets: 32 zero bytes, the key of the real vector
-/// `shared/vectors/xmtp/archive-legacy.xmtp`, so the vector is a useful seed.
+/// `tests/vectors/xmtp/archive-legacy.xmtp`, so the vector is a useful seed.
 pub const XMTP_KEY: [u8; 32] = [0u8; 32];
 
 /// [`ARCHIVE_KEY`] as a `ferry_archive` key.

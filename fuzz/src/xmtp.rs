@@ -1,5 +1,5 @@
 //! A libxmtp archive encoder (format version 0) written from
-//! `shared/vectors/xmtp/FORMAT.md`, for the `xmtp_records` target and the seeds. Ferry itself
+//! `tests/vectors/xmtp/FORMAT.md`, for the `xmtp_records` target and the seeds. Ferry itself
 //! never writes this format.
 
 use aes_gcm::aead::{Aead, KeyInit};

@@ -466,7 +466,7 @@ fn libxmtp_archives_are_recognised_and_imported() {
     let t = T::new();
     let vector = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/xmtp/archive-legacy.xmtp"
+        "/../../tests/vectors/xmtp/archive-legacy.xmtp"
     );
     std::fs::write(t.p("zero.key"), [0u8; 32]).unwrap();
     let h = t.home("h");

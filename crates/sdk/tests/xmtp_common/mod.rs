@@ -10,7 +10,7 @@ use ferry_xmtp::proto::{self, backup_element::Element, BackupElement};
 
 pub const VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/xmtp/archive-legacy.xmtp"
+    "/../../tests/vectors/xmtp/archive-legacy.xmtp"
 );
 
 pub fn vector() -> Vec<u8> {

@@ -12,7 +12,10 @@ use ferry_xmtp::proto::{self, backup_element::Element, BackupElement};
 use ferry_xmtp::{XmtpError, XmtpMetadata, XmtpReader, XmtpRecord};
 use prost::Message;
 
-pub const VECTOR: &str = "/work/shared/vectors/xmtp/archive-legacy.xmtp";
+pub const VECTOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/vectors/xmtp/archive-legacy.xmtp"
+);
 
 pub fn vector() -> Vec<u8> {
     std::fs::read(VECTOR).expect("the libxmtp vector is readable")
