@@ -59,7 +59,10 @@ pub enum Error {
     CommitRetriesExhausted,
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("history sync is off (this installation has no history server URL)")]
+    #[error(
+        "history sync is off (this installation has no history server URL): set one with \
+         `ferry history url set URL` (Client::set_history_sync_url)"
+    )]
     HistorySyncOff,
     #[error("no history archive {0} in the sync group (see `ferry history list`)")]
     NoSuchArchive(String),

@@ -14,8 +14,9 @@ pub mod dev;
 mod error;
 
 pub use client::{
-    AccountKey, AvailableArchive, Client, ClientOptions, Event, Group, GroupOptions, HmacKey,
-    Member, MessageQuery, Registration, SyncOptions, SyncReport, Worker, HMAC_PERIOD_NS,
+    AccountKey, AvailableArchive, Client, ClientOptions, DeviceSyncEvent, Event, Group,
+    GroupOptions, HistoryRequest, HmacKey, Member, MessageQuery, Registration, SyncOptions,
+    SyncReport, Worker, HMAC_PERIOD_NS,
 };
 pub use error::{Error, Result};
 pub use ferry_archive::ArchiveKey;

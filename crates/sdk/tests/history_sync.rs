@@ -2,108 +2,20 @@
 //! loopback: a new installation asks, an online one answers through the history server, the
 //! history arrives once.
 
-use std::path::Path;
+mod net_common;
+
 use std::time::Duration;
 
 use ferry_history::{HistoryConfig, RunningHistoryServer};
-use ferry_node::{NodeConfig, RunningNode};
 use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload, SyncReply};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ConversationFilter, ConversationKind,
     MessageFilter, MessageKind, SyncMessageRecord,
 };
-use ferry_sdk::{
-    AccountKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery, SyncOptions,
-};
+use ferry_sdk::{AccountKey, Client, Error, Group, GroupOptions, SyncOptions};
+use net_common::{count_files, texts, Net};
 use prost::Message as _;
 use zeroize::Zeroizing;
-
-struct Net {
-    node: RunningNode,
-    history: Option<RunningHistoryServer>,
-    history_url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Net {
-    fn new() -> Net {
-        Net::with(|_| {})
-    }
-
-    /// A node and a history server whose configuration `tune` may change.
-    fn with(tune: impl FnOnce(&mut HistoryConfig)) -> Net {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = HistoryConfig {
-            dir: dir.path().join("history"),
-            ..Default::default()
-        };
-        tune(&mut config);
-        let history = RunningHistoryServer::start(config).unwrap();
-        Net {
-            node: RunningNode::start(NodeConfig {
-                listen: "127.0.0.1:0".into(),
-                db: None,
-            })
-            .unwrap(),
-            history_url: history.url(),
-            history: Some(history),
-            dir,
-        }
-    }
-
-    fn stop_history(&mut self) -> std::net::SocketAddr {
-        let h = self.history.take().unwrap();
-        let addr = h.addr();
-        h.stop();
-        addr
-    }
-
-    fn start_history(&mut self, addr: std::net::SocketAddr) {
-        self.history = Some(
-            RunningHistoryServer::start(HistoryConfig {
-                listen: addr.to_string(),
-                dir: self.dir.path().join("history"),
-                ..Default::default()
-            })
-            .unwrap(),
-        );
-    }
-
-    fn create(
-        &self,
-        name: &str,
-        account: AccountKey,
-        history: bool,
-    ) -> (Client, Option<Zeroizing<[u8; 32]>>) {
-        let mut o = ClientOptions::new(self.dir.path().join(name), self.node.url(), account);
-        o.send_check_interval = Duration::from_secs(3600);
-        o.sync_check_interval = Duration::from_secs(3600);
-        if history {
-            o.history_sync_url = self.history_url.clone();
-        }
-        let reg = Client::create(o).unwrap();
-        (reg.client, reg.account_key)
-    }
-
-    fn payloads(&self) -> usize {
-        count_files(&self.dir.path().join("history"))
-    }
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| d.filter(|e| e.as_ref().unwrap().path().is_file()).count())
-        .unwrap_or(0)
-}
-
-fn texts(g: &Group) -> Vec<String> {
-    g.messages(&MessageQuery::default())
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind == MessageKind::Application)
-        .filter_map(|m| m.text())
-        .collect()
-}
 
 #[test]
 fn a_new_installation_gets_its_history_from_an_online_one_once() {

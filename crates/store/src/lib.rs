@@ -75,6 +75,8 @@ pub struct MessageFilter {
     pub sent_after_ns: Option<i64>,
     pub sent_before_ns: Option<i64>,
     pub limit: Option<u64>,
+    /// Include the hidden sync conversations' messages (the SDK's own use; never shown).
+    pub include_sync: bool,
 }
 
 const CONVERSATION_COLS: &str = "seq, id, kind, created_at_ns, name, description, image_url, \
@@ -82,6 +84,10 @@ const CONVERSATION_COLS: &str = "seq, id, kind, created_at_ns, name, description
 const MESSAGE_COLS: &str = "m.id, c.id, s.inbox_id, s.installation_id, m.sent_at_ns, m.kind, \
      t.authority, t.type_id, t.major, t.minor, m.content, m.fallback, m.parameters, \
      m.reference_id, m.delivery_status";
+/// Consent rows that are not about a hidden sync conversation (stores written before sync
+/// conversations stopped getting consent rows may hold some).
+const NOT_SYNC_CONSENT: &str = "NOT (entity_type = 1 AND entity IN \
+     (SELECT lower(hex(id)) FROM conversations WHERE kind = 3))";
 const MESSAGE_FROM: &str = "messages m JOIN conversations c ON c.seq = m.conversation \
      JOIN senders s ON s.seq = m.sender JOIN content_types t ON t.seq = m.content_type";
 
@@ -389,6 +395,9 @@ impl Store {
             sql.push_str(" AND c.id = ?");
             args.push(id.clone().into());
         }
+        if !f.include_sync {
+            sql.push_str(" AND c.kind != 3");
+        }
         if let Some(t) = f.sent_after_ns {
             sql.push_str(" AND m.sent_at_ns > ?");
             args.push(t.into());
@@ -461,11 +470,12 @@ impl Store {
             .transpose()
     }
 
+    /// Every consent record a person made (never one about a hidden sync conversation).
     pub fn consent_list(&self) -> Result<Vec<ConsentRecord>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT entity_type, entity, state, updated_at_ns FROM consent
-             ORDER BY entity_type, entity",
-        )?;
+             WHERE {NOT_SYNC_CONSENT} ORDER BY entity_type, entity"
+        ))?;
         let rows = stmt.query_map([], consent_from_row)?;
         rows.map(|r| r?).collect()
     }
@@ -896,9 +906,10 @@ impl Snapshot<'_> {
     }
 
     pub fn consent(&self) -> Result<Vec<ConsentRecord>> {
-        let mut stmt = self.tx.prepare(
-            "SELECT entity_type, entity, state, updated_at_ns FROM consent ORDER BY entity_type, entity",
-        )?;
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT entity_type, entity, state, updated_at_ns FROM consent
+             WHERE {NOT_SYNC_CONSENT} ORDER BY entity_type, entity"
+        ))?;
         let rows = stmt.query_map([], consent_from_row)?;
         rows.map(|r| r?).collect()
     }

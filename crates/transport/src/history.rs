@@ -385,7 +385,8 @@ fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
 fn from_ureq(url: &str, e: ureq::Error) -> HistoryError {
     match e {
         ureq::Error::BadUri(reason) => invalid(url, reason),
-        e => HistoryError::Unavailable(e.to_string()),
+        // The URL tried, so a dead or wrong server is named.
+        e => HistoryError::Unavailable(format!("{url}: {e}")),
     }
 }
 

@@ -55,6 +55,16 @@ pub enum TransportError {
 
 pub type Result<T, E = TransportError> = std::result::Result<T, E>;
 
+impl TransportError {
+    /// Names the node that could not be reached, so the message says which URL was tried.
+    fn at(self, url: &str) -> Self {
+        match self {
+            TransportError::Unavailable(m) => TransportError::Unavailable(format!("{url}: {m}")),
+            e => e,
+        }
+    }
+}
+
 impl From<tonic::Status> for TransportError {
     fn from(s: tonic::Status) -> Self {
         let message = s.message().to_string();
@@ -213,15 +223,18 @@ impl GrpcTransport {
     {
         let client = self.client.clone();
         let started = std::time::Instant::now();
-        let out = self.runtime.block_on(async move {
-            match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
-                Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
-                Err(_) => Err(TransportError::Unavailable(format!(
-                    "no answer within {} s",
-                    CALL_TIMEOUT.as_secs()
-                ))),
-            }
-        });
+        let out = self
+            .runtime
+            .block_on(async move {
+                match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
+                    Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
+                    Err(_) => Err(TransportError::Unavailable(format!(
+                        "no answer within {} s",
+                        CALL_TIMEOUT.as_secs()
+                    ))),
+                }
+            })
+            .map_err(|e| e.at(&self.url));
         tracing::trace!(
             call = std::any::type_name::<T>(),
             micros = started.elapsed().as_micros() as u64,
@@ -238,12 +251,15 @@ impl GrpcTransport {
             > + Send
             + 'static,
     ) -> Result<Subscription<T>> {
-        let mut stream = self.runtime.block_on(async move {
-            match tokio::time::timeout(CALL_TIMEOUT, open).await {
-                Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
-                Err(_) => Err(TransportError::Unavailable("subscribe timed out".into())),
-            }
-        })?;
+        let mut stream = self
+            .runtime
+            .block_on(async move {
+                match tokio::time::timeout(CALL_TIMEOUT, open).await {
+                    Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
+                    Err(_) => Err(TransportError::Unavailable("subscribe timed out".into())),
+                }
+            })
+            .map_err(|e| e.at(&self.url))?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();

@@ -215,18 +215,29 @@ impl Client {
         self.create_dm(peer)
     }
 
+    /// This installation's active sync groups, the inbox's surviving one first: the oldest
+    /// created (then the lowest id), the same choice on every installation.
+    fn active_sync_groups(&self) -> Result<Vec<Conversation>> {
+        let mut groups = self.store().conversations(&ConversationFilter {
+            kind: Some(ConversationKind::Sync),
+            active: Some(true),
+            ..Default::default()
+        })?;
+        groups.sort_by(|a, b| (a.created_at_ns, &a.id).cmp(&(b.created_at_ns, &b.id)));
+        Ok(groups)
+    }
+
     /// Makes sure this installation is in a sync group: the hidden conversation (kind sync) of
     /// this inbox's own installations, over which history sync and preference updates travel.
     /// Creates one (with the inbox's other installations) when there is none; returns its id.
     /// Installations added to the inbox later join it like any own conversation (see
     /// [`Client::add_new_own_installations`]).
+    ///
+    /// A new installation may have to create a sync group of its own to ask for history
+    /// before anyone added it to the inbox's; once it is in more than one, the oldest is the
+    /// inbox's and the others are left ([`Client::converge_sync_groups`]).
     pub fn ensure_sync_group(&self) -> Result<Vec<u8>> {
-        let existing = self.store().conversations(&ConversationFilter {
-            kind: Some(ConversationKind::Sync),
-            active: Some(true),
-            ..Default::default()
-        })?;
-        if let Some(c) = existing.into_iter().max_by_key(|c| c.created_at_ns) {
+        if let Some(c) = self.active_sync_groups()?.into_iter().next() {
             return Ok(c.id);
         }
         let meta = GroupMetadata {
@@ -239,6 +250,32 @@ impl Client {
             created_at_ns: crate::now_ns(),
         };
         Ok(self.create_conversation(&[], meta)?.id().to_vec())
+    }
+
+    /// Settles this installation on one sync group per inbox: when it is in several, it keeps
+    /// the oldest (the same one on every installation, since every installation of the inbox
+    /// is added to it) and leaves the others here after reading what they still hold; they are
+    /// no longer synced, checked or written to. Requests of this installation still waiting for
+    /// an answer go out again in the kept group, in case they went to a group the answering
+    /// installations left. Returns how many groups it left.
+    pub fn converge_sync_groups(&self) -> Result<u64> {
+        let mut groups = self.active_sync_groups()?;
+        if groups.len() < 2 {
+            return Ok(0);
+        }
+        let keep = groups.remove(0);
+        for g in &groups {
+            // What came before leaving is still read (a request sent there, say).
+            self.sync_group(&g.id)?;
+            self.store().set_membership(&g.id, Membership::Left)?;
+            tracing::info!(
+                left = %hex::encode(&g.id),
+                kept = %hex::encode(&keep.id),
+                "left a younger sync group of this inbox"
+            );
+        }
+        self.resend_pending_requests(&keep.id)?;
+        Ok(groups.len() as u64)
     }
 
     /// A new DM group with `peer`, even when one exists (as when both start a DM at the same
@@ -309,12 +346,15 @@ impl Client {
             }
             let c = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
             store.insert_conversation(&c)?;
-            store.set_consent(&ConsentRecord {
-                entity_type: ConsentEntity::Conversation,
-                entity: hex::encode(&group_id),
-                state: ConsentState::Allowed,
-                updated_at_ns: crate::now_ns(),
-            })?;
+            // The hidden sync group is nobody's consent decision.
+            if c.kind != ConversationKind::Sync {
+                store.set_consent(&ConsentRecord {
+                    entity_type: ConsentEntity::Conversation,
+                    entity: hex::encode(&group_id),
+                    state: ConsentState::Allowed,
+                    updated_at_ns: crate::now_ns(),
+                })?;
+            }
             Ok(c)
         })?;
         drop(store);
@@ -387,9 +427,11 @@ impl Client {
 
     /// The conversation with this id (any of a DM's stitched groups finds the DM).
     pub fn conversation(&self, id: &[u8]) -> Result<Group> {
+        // The hidden sync groups are not conversations anyone can open.
         let c = self
             .store()
             .conversation(id)?
+            .filter(|c| c.kind != ConversationKind::Sync)
             .ok_or_else(|| Error::NoSuchConversation(hex::encode(id)))?;
         if c.kind == ConversationKind::Dm {
             if let Some(dm) = &c.dm_id {
@@ -538,6 +580,7 @@ impl Group {
                 sent_after_ns: q.sent_after_ns,
                 sent_before_ns: q.sent_before_ns,
                 limit: None,
+                include_sync: false,
             })?);
         }
         all.sort_by(|a, b| (a.sent_at_ns, &a.id).cmp(&(b.sent_at_ns, &b.id)));
@@ -590,10 +633,11 @@ impl Group {
                 store.insert_message(&m)?;
                 store.set_setting(&send_outbox_key(&self.id, &id), &data)?;
                 let hex_id = hex::encode(&c.id);
-                if store
-                    .consent(ConsentEntity::Conversation, &hex_id)?
-                    .map(|r| r.state)
-                    != Some(ConsentState::Allowed)
+                if c.kind != ConversationKind::Sync
+                    && store
+                        .consent(ConsentEntity::Conversation, &hex_id)?
+                        .map(|r| r.state)
+                        != Some(ConsentState::Allowed)
                 {
                     store.set_consent(&ConsentRecord {
                         entity_type: ConsentEntity::Conversation,

@@ -37,7 +37,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{Client, Event};
+use super::{Client, DeviceSyncEvent, Event};
 use crate::backup::{ArchiveElement, ArchiveOptions, Control, ImportReport};
 use crate::{ArchiveKey, Error, Result};
 
@@ -67,6 +67,65 @@ pub const HMAC_PERIOD_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
 
 fn request_key(id: &str) -> String {
     format!("sync_request/{id}")
+}
+
+/// Marks a request this installation answered, so a request sent again (a requester that
+/// moved to the inbox's surviving sync group re-sends what is still open) is not answered twice.
+fn answered_key(id: &str) -> String {
+    format!("sync_answered/{id}")
+}
+
+/// A pending request of this installation reused instead of sending a new one while it is
+/// younger than this (the history server keeps an answer's payload about as long).
+const REUSE_REQUEST_NS: i64 = 24 * 3600 * 1_000_000_000;
+
+/// What this installation asked for under a pin (kept under [`request_key`] until answered).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RequestRecord {
+    messages: bool,
+    consent: bool,
+    start_ns: Option<i64>,
+    end_ns: Option<i64>,
+    sent_at_ns: i64,
+}
+
+impl RequestRecord {
+    /// Stores written before requests kept their options hold `pending`: everything, long ago.
+    fn decode(v: &[u8]) -> RequestRecord {
+        serde_json::from_slice(v).unwrap_or(RequestRecord {
+            messages: true,
+            consent: true,
+            start_ns: None,
+            end_ns: None,
+            sent_at_ns: 0,
+        })
+    }
+
+    fn options(&self) -> SyncOptions {
+        SyncOptions {
+            messages: self.messages,
+            consent: self.consent,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+        }
+    }
+
+    fn payload(&self, request_id: &str) -> sync_payload::Kind {
+        sync_payload::Kind::Request(SyncRequest {
+            request_id: request_id.to_string(),
+            messages: self.messages,
+            consent: self.consent,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+        })
+    }
+}
+
+/// A history request: its pin, and whether it was one already pending (nothing new sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryRequest {
+    pub pin: String,
+    pub reused: bool,
 }
 
 fn import_key(pin: &str) -> String {
@@ -241,7 +300,7 @@ impl Client {
     /// syncs (`ferry run` answers at once); the reply is imported on this installation's next
     /// sync. Fails when history sync is off (no history server URL).
     pub fn send_sync_request(&self, options: &SyncOptions) -> Result<String> {
-        if self.inner.history_sync_url.is_empty() {
+        if self.history_sync_url().is_empty() {
             return Err(Error::HistorySyncOff);
         }
         if !options.messages && !options.consent {
@@ -249,23 +308,65 @@ impl Client {
         }
         let group = self.ensure_sync_group()?;
         let id = random_pin();
-        self.store().set_setting(&request_key(&id), b"pending")?;
-        self.send_sync_payload(
-            &group,
-            sync_payload::Kind::Request(SyncRequest {
-                request_id: id.clone(),
-                messages: options.messages,
-                consent: options.consent,
-                start_ns: options.start_ns,
-                end_ns: options.end_ns,
-            }),
+        let record = RequestRecord {
+            messages: options.messages,
+            consent: options.consent,
+            start_ns: options.start_ns,
+            end_ns: options.end_ns,
+            sent_at_ns: crate::now_ns(),
+        };
+        self.store().set_setting(
+            &request_key(&id),
+            &serde_json::to_vec(&record).expect("a record serializes"),
         )?;
+        self.send_sync_payload(&group, record.payload(&id))?;
         Ok(id)
     }
 
-    /// Requests messages and consent (seed 002's `sync_history`); returns the pin.
+    /// Asks for history unless a request for the same thing is still waiting for its answer
+    /// (sent in the last 24 hours): then that one's pin comes back and nothing is sent, so an
+    /// online installation does not build and upload a second archive for the same need.
+    pub fn request_history(&self, options: &SyncOptions) -> Result<HistoryRequest> {
+        if self.history_sync_url().is_empty() {
+            return Err(Error::HistorySyncOff);
+        }
+        let now = crate::now_ns();
+        let pending = self.store().settings_with_prefix("sync_request/")?;
+        for (key, value) in pending {
+            let record = RequestRecord::decode(&value);
+            if record.options() == *options
+                && now.saturating_sub(record.sent_at_ns) < REUSE_REQUEST_NS
+            {
+                return Ok(HistoryRequest {
+                    pin: key["sync_request/".len()..].to_string(),
+                    reused: true,
+                });
+            }
+        }
+        Ok(HistoryRequest {
+            pin: self.send_sync_request(options)?,
+            reused: false,
+        })
+    }
+
+    /// Sends this installation's unanswered requests again into `group` (the inbox's sync
+    /// group it has just settled on), with their pins, for installations that never read the
+    /// group they first went to. Whoever answered one already does not answer it twice.
+    pub(crate) fn resend_pending_requests(&self, group: &[u8]) -> Result<u64> {
+        let pending = self.store().settings_with_prefix("sync_request/")?;
+        let mut sent = 0;
+        for (key, value) in pending {
+            let record = RequestRecord::decode(&value);
+            self.send_sync_payload(group, record.payload(&key["sync_request/".len()..]))?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Requests messages and consent (seed 002's `sync_history`); returns the pin (that of the
+    /// request still pending, if there is one: see [`Client::request_history`]).
     pub fn sync_history(&self) -> Result<String> {
-        self.send_sync_request(&SyncOptions::default())
+        Ok(self.request_history(&SyncOptions::default())?.pin)
     }
 
     /// Requests consent only; returns the pin.
@@ -307,7 +408,7 @@ impl Client {
     /// made a request with that pin imports it by itself; any other can import it with
     /// [`Client::process_sync_archive`]. Returns the pin.
     pub fn send_sync_archive(&self, options: &SyncOptions, pin: Option<&str>) -> Result<String> {
-        if self.inner.history_sync_url.is_empty() {
+        if self.history_sync_url().is_empty() {
             return Err(Error::HistorySyncOff);
         }
         let pin = pin.map(str::to_string).unwrap_or_else(random_pin);
@@ -319,6 +420,11 @@ impl Client {
     /// The archives announced in the sync group in the last `days` days, newest first (after
     /// catching up with the sync group, when the node is reachable).
     pub fn list_available_archives(&self, days: u32) -> Result<Vec<AvailableArchive>> {
+        // An answer may come in the inbox's older sync group, which this installation may not
+        // have joined yet.
+        if let Err(e) = self.sync_welcomes() {
+            tracing::info!(error = %e, "welcomes not fetched; listing what is here");
+        }
         for g in self.active_group_ids(Some(ConversationKind::Sync))? {
             if let Err(e) = self.sync_group(&g) {
                 tracing::info!(error = %e, "sync group not caught up; listing what is here");
@@ -656,6 +762,7 @@ impl Client {
             } else {
                 self.store().messages(&MessageFilter {
                     conversation_id: Some(g.id.clone()),
+                    include_sync: true,
                     ..Default::default()
                 })?
             };
@@ -809,7 +916,15 @@ impl Client {
                 Ok(false)
             }
             sync_payload::Kind::Request(r) => {
-                if mine || self.inner.history_sync_url.is_empty() {
+                if mine || self.history_sync_url().is_empty() {
+                    return Ok(false);
+                }
+                if self
+                    .store()
+                    .setting(&answered_key(&r.request_id))?
+                    .is_some()
+                {
+                    tracing::info!(request = %r.request_id, "request answered here before; not again");
                     return Ok(false);
                 }
                 if !self.pending_sync_requests()?.is_empty() {
@@ -825,11 +940,23 @@ impl Client {
                     end_ns: r.end_ns,
                 };
                 if options.messages || options.consent {
-                    let group = m.conversation_id.clone();
-                    self.upload_and_reply(&group, &r.request_id, &options)?;
+                    // The answer goes to the inbox's surviving sync group (the requester is
+                    // added to it first), whichever group the request came through.
+                    let group = self.ensure_sync_group()?;
+                    let meta = self.upload_and_reply(&group, &r.request_id, &options)?;
+                    self.store().set_setting(
+                        &answered_key(&r.request_id),
+                        &crate::now_ns().to_be_bytes(),
+                    )?;
                     // The requester is new here: it needs the inbox's HMAC secret too.
                     self.share_hmac_secret()?;
                     self.flush_or_log();
+                    self.emit(vec![Event::DeviceSync(DeviceSyncEvent::RequestAnswered {
+                        pin: r.request_id.clone(),
+                        requester_installation_id: hex::encode(&m.sender_installation_id),
+                        conversations: meta.conversation_count.unwrap_or(0),
+                        messages: meta.message_count.unwrap_or(0),
+                    })]);
                 }
                 Ok(false)
             }
@@ -838,7 +965,11 @@ impl Client {
                     tracing::info!(request = %r.request_id, "sync reply for a request not ours (or already answered) ignored");
                     return Ok(false);
                 }
-                self.import_announced(&m.id, &r.request_id, &r.url, &r.key)?;
+                let report = self.import_announced(&m.id, &r.request_id, &r.url, &r.key)?;
+                self.emit(vec![Event::DeviceSync(DeviceSyncEvent::HistoryImported {
+                    pin: r.request_id.clone(),
+                    report,
+                })]);
                 Ok(true)
             }
         }
@@ -855,7 +986,12 @@ impl Client {
     }
 
     /// Builds an archive with a fresh key, uploads it and announces it in `group` under `pin`.
-    fn upload_and_reply(&self, group: &[u8], pin: &str, options: &SyncOptions) -> Result<()> {
+    fn upload_and_reply(
+        &self,
+        group: &[u8],
+        pin: &str,
+        options: &SyncOptions,
+    ) -> Result<crate::backup::ArchiveMetadata> {
         let mut elements = Vec::new();
         if options.messages {
             elements.push(ArchiveElement::Messages);
@@ -880,7 +1016,7 @@ impl Client {
             },
             &Control::new(),
         )?;
-        let url = HistoryClient::new(&self.inner.history_sync_url)?.upload_file(&path)?;
+        let url = HistoryClient::new(&self.history_sync_url())?.upload_file(&path)?;
         self.secure_sync_group(group)?;
         self.send_sync_payload(
             group,
@@ -897,7 +1033,8 @@ impl Client {
                 end_ns: options.end_ns,
                 size_bytes: meta.file_bytes,
             }),
-        )
+        )?;
+        Ok(meta)
     }
 
     /// Downloads (from this installation's own history server only), verifies and imports an
@@ -909,13 +1046,14 @@ impl Client {
         url: &str,
         key: &[u8],
     ) -> Result<ImportReport> {
-        if self.inner.history_sync_url.is_empty() {
+        let base = self.history_sync_url();
+        if base.is_empty() {
             return Err(Error::HistorySyncOff);
         }
         let key = ArchiveKey::from_bytes(key)?;
         let dir = self.scratch_dir()?;
         let dest = dir.path().join("history.ferry");
-        HistoryClient::new(&self.inner.history_sync_url)?.download_to(url, &dest)?;
+        HistoryClient::new(&base)?.download_to(url, &dest)?;
         let report = self.import_archive(&dest, &key, &Control::new())?;
         {
             let store = self.store();

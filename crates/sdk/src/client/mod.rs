@@ -23,7 +23,7 @@ mod worker;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use conversations::{Group, GroupOptions, Member, MessageQuery};
-pub use history::{AvailableArchive, HmacKey, SyncOptions, HMAC_PERIOD_NS};
+pub use history::{AvailableArchive, HistoryRequest, HmacKey, SyncOptions, HMAC_PERIOD_NS};
 pub use identity::InboxInfo;
 pub use sync::SyncReport;
 pub use worker::Worker;
@@ -102,6 +102,34 @@ pub enum Event {
     /// A consent decision changed (made here, or on another installation of this inbox and
     /// applied from the sync group).
     Consent(ConsentRecord),
+    /// Device sync did something worth telling the person (answered a history request,
+    /// imported history, added a new installation of this inbox to conversations).
+    DeviceSync(DeviceSyncEvent),
+}
+
+/// What device sync did, for [`Event::DeviceSync`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeviceSyncEvent {
+    /// This installation answered another installation's history request with an archive.
+    RequestAnswered {
+        pin: String,
+        /// The requesting installation (hex).
+        requester_installation_id: String,
+        conversations: u64,
+        messages: u64,
+    },
+    /// History from another installation of this inbox was imported here.
+    HistoryImported {
+        pin: String,
+        report: crate::backup::ImportReport,
+    },
+    /// New installations of this inbox were added to this many conversations.
+    InstallationsAdded {
+        /// The new installations (hex).
+        installations: Vec<String>,
+        conversations: u64,
+    },
 }
 
 /// One installation's client. Cheap to clone; clones share the store and the node connection.
@@ -116,7 +144,8 @@ struct Inner {
     inbox_id: String,
     installation_id: [u8; 32],
     node_url: String,
-    history_sync_url: String,
+    /// Changeable while the client is shared ([`Client::set_history_sync_url`]).
+    history_sync_url: RwLock<String>,
     /// Milliseconds (atomics, so they can change while the client is shared).
     send_check_ms: AtomicU64,
     sync_check_ms: AtomicU64,
@@ -265,7 +294,7 @@ impl Client {
         // A new installation with history sync on asks its inbox's others for history (they
         // answer when they next sync); failing to ask is no reason to fail registering.
         // (A new inbox's first installation has nobody to ask.)
-        if !client.inner.history_sync_url.is_empty() && new_key.is_none() {
+        if !client.history_sync_url().is_empty() && new_key.is_none() {
             if let Err(e) = client.sync_history() {
                 tracing::warn!(error = %e, "history request not sent yet; the next sync sends it");
                 client.want_history_request()?;
@@ -319,7 +348,7 @@ impl Client {
         };
         let inner = Inner {
             node_url: setting_string(&store, S_NODE)?.unwrap_or_default(),
-            history_sync_url: setting_string(&store, S_HISTORY)?.unwrap_or_default(),
+            history_sync_url: RwLock::new(setting_string(&store, S_HISTORY)?.unwrap_or_default()),
             send_check_ms: AtomicU64::new(
                 ms(S_SEND_CHECK_MS, DEFAULT_SEND_CHECK_INTERVAL)?.as_millis() as u64,
             ),
@@ -359,8 +388,40 @@ impl Client {
     }
 
     /// The history server used by history sync (empty: history sync is off).
-    pub fn history_sync_url(&self) -> &str {
-        &self.inner.history_sync_url
+    pub fn history_sync_url(&self) -> String {
+        self.inner
+            .history_sync_url
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets (or, with an empty string, clears) the history server this installation uses for
+    /// history sync, kept in its store for later runs. The URL must be `http://` or
+    /// `https://`. Turning history sync on does not send a request by itself:
+    /// [`Client::sync_history`] does.
+    pub fn set_history_sync_url(&self, url: &str) -> Result<()> {
+        let url = url.trim();
+        if !url.is_empty() {
+            // The same check the history client makes, so a bad URL fails here and now.
+            ferry_transport::HistoryClient::new(url)?;
+        }
+        self.store().set_setting(S_HISTORY, url.as_bytes())?;
+        *self
+            .inner
+            .history_sync_url
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = url.to_string();
+        Ok(())
+    }
+
+    /// Whether `home` holds a registered installation (without creating or changing anything).
+    pub fn is_registered(home: &Path) -> Result<bool> {
+        let path = store_path(home);
+        if !path.exists() {
+            return Ok(false);
+        }
+        Ok(Store::open(&path)?.setting(S_INSTALLATION)?.is_some())
     }
 
     pub fn transport(&self) -> &Arc<dyn Transport> {
@@ -450,6 +511,14 @@ impl Client {
         })
     }
 
+    /// What device sync does in the background (see [`DeviceSyncEvent`]).
+    pub fn stream_device_sync(&self) -> Receiver<DeviceSyncEvent> {
+        self.stream_of(|e| match e {
+            Event::DeviceSync(d) => Some(d),
+            _ => None,
+        })
+    }
+
     /// The events `pick` keeps, on their own channel (fed by a thread that ends when the
     /// receiver is dropped and the next event comes).
     fn stream_of<T: Send + 'static>(&self, pick: fn(Event) -> Option<T>) -> Receiver<T> {
@@ -471,7 +540,7 @@ impl Client {
             .into_iter()
             .filter(|e| match e {
                 Event::Conversation(c) => c.kind != ConversationKind::Sync,
-                Event::Consent(_) => true,
+                Event::Consent(_) | Event::DeviceSync(_) => true,
                 Event::Message(m) => !matches!(
                     self.store().conversation(&m.conversation_id),
                     Ok(Some(c)) if c.kind == ConversationKind::Sync

@@ -170,6 +170,7 @@ impl Client {
                 // What this inbox created (on another of its installations) is allowed here
                 // too; what others started stays unknown until the person decides.
                 if row.creator_inbox_id == self.inner.inbox_id
+                    && row.kind != ConversationKind::Sync
                     && store
                         .consent(ferry_store::ConsentEntity::Conversation, &hex::encode(&id))?
                         .is_none()
@@ -469,6 +470,10 @@ impl Client {
         if let Err(e) = self.ensure_sync_group() {
             tracing::warn!(error = %e, "cannot set up the sync group yet");
         }
+        // One sync group per inbox in the end, whatever new installations had to create.
+        if let Err(e) = self.converge_sync_groups() {
+            tracing::warn!(error = %e, "sync groups not settled yet");
+        }
         let conversations = self.store().conversations(&ConversationFilter {
             include_sync: true,
             active: Some(true),
@@ -477,15 +482,19 @@ impl Client {
         for c in conversations {
             // One broken conversation must not stop the others; the error is logged and the
             // conversation tried again next time.
+            // The hidden sync group is synced like any other, but never counted: the report
+            // speaks of the person's conversations.
+            let shown = c.kind != ConversationKind::Sync;
             match self.sync_group(&c.id) {
-                Ok(n) => report.messages_processed += n,
+                Ok(n) if shown => report.messages_processed += n,
+                Ok(_) => {}
                 Err(e @ Error::Transport(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "sync failed");
                     continue;
                 }
             }
-            report.conversations_synced += 1;
+            report.conversations_synced += shown as u64;
             if self.chore_due(&c.id, self.sync_check_interval())? {
                 // A member check that fails (say, a dead key package) must not stop the rest.
                 if let Err(e) = self.group_handle(c.id.clone()).add_missing_installations() {
@@ -555,7 +564,8 @@ impl Client {
                     continue;
                 }
                 match self.group_handle(c.id.clone()).add_missing_installations() {
-                    Ok(()) => checked += 1,
+                    // Counted for the person's conversations, not the hidden sync group.
+                    Ok(()) => checked += (c.kind != ConversationKind::Sync) as u64,
                     Err(e) => {
                         tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "adding own installation failed");
                         // Try again on the next sync.
@@ -564,9 +574,15 @@ impl Client {
                 }
             }
         }
-        if checked > 0 {
+        if known.is_some() && !new.is_empty() {
             // The new installations are in the sync group now: they need the HMAC secret.
             self.share_hmac_secret()?;
+            self.emit(vec![Event::DeviceSync(
+                super::DeviceSyncEvent::InstallationsAdded {
+                    installations: new.iter().map(|s| s.to_string()).collect(),
+                    conversations: checked,
+                },
+            )]);
         }
         self.store()
             .set_setting(S_KNOWN_OWN, active.join(",").as_bytes())?;

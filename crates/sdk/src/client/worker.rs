@@ -104,6 +104,11 @@ impl Client {
         let welcomes = t.subscribe_welcomes(&self.inner.installation_id)?;
         let messages = t.subscribe_group_messages(groups.iter().cloned().collect())?;
         self.sync_all()?;
+        // Catching up joined (or left) conversations: subscribe again with them at once, or
+        // their messages would wait for the fallback sync.
+        if self.active_group_ids(None)? != groups {
+            return Ok(());
+        }
         let deadline = Instant::now() + FALLBACK_SYNC;
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
             crossbeam_channel::select! {
@@ -124,6 +129,10 @@ impl Client {
                         if let Err(e) = self.process_sync_messages() {
                             tracing::warn!(error = %e, "history sync step failed");
                         }
+                    }
+                    // A commit that removed us, or history that restored conversations.
+                    if self.active_group_ids(None)? != groups {
+                        return Ok(());
                     }
                 }
                 default(Duration::from_millis(100)) => {}
