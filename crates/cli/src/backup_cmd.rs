@@ -11,7 +11,7 @@ use ferry_sdk::ArchiveKey;
 
 use crate::cmd::{home_dir, open_store, KeyArgs};
 use crate::output::anyhow_like::Result;
-use crate::output::print_json;
+use crate::output::{local_time, print_json};
 
 #[derive(Subcommand)]
 pub enum BackupCmd {
@@ -282,16 +282,14 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             if json {
                 print_json(&status)?;
             } else {
-                let t = |v: Option<i64>| v.map_or("never".to_string(), |v| v.to_string());
-                println!("last backup (ns): {}", t(status.last_backup_ns));
+                let t = |v: Option<i64>| v.map_or("never".to_string(), local_time);
+                println!("last backup:      {}", t(status.last_backup_ns));
                 if let Some(n) = &status.last_backup_name {
                     println!("last backup name: {n}");
                 }
                 println!(
-                    "next due (ns):    {}",
-                    status
-                        .next_due_ns
-                        .map_or("-".to_string(), |v| v.to_string())
+                    "next due:         {}",
+                    status.next_due_ns.map_or("-".to_string(), local_time)
                 );
                 println!(
                     "due now:          {}",

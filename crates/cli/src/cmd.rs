@@ -12,7 +12,7 @@ use ferry_sdk::ArchiveKey;
 use serde::Serialize;
 
 use crate::output::anyhow_like::Result;
-use crate::output::{print_json, progress};
+use crate::output::{local_time, print_json, progress};
 
 #[derive(Args)]
 pub struct KeyArgs {
@@ -166,14 +166,20 @@ pub enum DevCmd {
     },
 }
 
-pub fn home_dir(home: Option<PathBuf>) -> Result<PathBuf> {
-    let dir = match home {
+/// The installation's data folder (`--home`, `FERRY_HOME`, else `~/.ferry`), not created.
+pub fn home_path(home: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match home {
         Some(h) => h,
         None => {
             let base = std::env::var_os("HOME").ok_or("set --home or FERRY_HOME")?;
             PathBuf::from(base).join(".ferry")
         }
-    };
+    })
+}
+
+/// The data folder, created (mode 0700) if missing: for commands that write into it.
+pub fn home_dir(home: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = home_path(home)?;
     if !dir.exists() {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create home folder {}: {e}", dir.display()))?;
@@ -189,6 +195,21 @@ pub fn home_dir(home: Option<PathBuf>) -> Result<PathBuf> {
 pub fn open_store(home: Option<PathBuf>) -> Result<Store> {
     let dir = home_dir(home)?;
     Ok(Store::open(dir.join("ferry.db"))?)
+}
+
+/// The store of a folder that has one, for commands that only read: a folder without one is
+/// an error, never created.
+pub fn read_store(home: Option<PathBuf>) -> Result<Store> {
+    let dir = home_path(home)?;
+    let path = dir.join("ferry.db");
+    if !path.exists() {
+        return Err(format!(
+            "{} holds no Ferry data: run `ferry init --node URL` (or import an archive) first",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(Store::open(path)?)
 }
 
 pub fn keygen(out: &Path, hex_out: bool) -> Result<()> {
@@ -248,7 +269,7 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                     })
                     .collect::<std::result::Result<_, _>>()?;
             }
-            let store = open_store(home)?;
+            let store = read_store(home)?;
             let (ctl, bar) = progress(json, "creating");
             install_ctrlc(&ctl);
             let meta =
@@ -364,11 +385,11 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
 }
 
 fn print_metadata(m: &backup::ArchiveMetadata) {
-    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let opt = |v: Option<i64>| v.map_or("-".to_string(), local_time);
     println!("format:        {:?} {}", m.format, m.format_version);
     println!("key kind:      {}", m.key_kind);
-    println!("created at ns: {}", m.created_at_ns);
-    println!("range (ns):    [{}, {})", opt(m.start_ns), opt(m.end_ns));
+    println!("created at:    {}", local_time(m.created_at_ns));
+    println!("range:         [{}, {})", opt(m.start_ns), opt(m.end_ns));
     println!(
         "elements:      {}",
         m.elements
@@ -459,7 +480,7 @@ impl From<&Message> for MessageJson {
 /// The messaging client of this folder, when it is a registered installation (opening it
 /// touches no network).
 fn registered_client(home: &Option<PathBuf>) -> Result<Option<ferry_sdk::Client>> {
-    let dir = home_dir(home.clone())?;
+    let dir = home_path(home.clone())?;
     match ferry_sdk::Client::open(&dir) {
         Ok(c) => Ok(Some(c)),
         Err(ferry_sdk::Error::NotRegistered(_)) => Ok(None),
@@ -495,7 +516,7 @@ pub fn conversations(home: Option<PathBuf>, c: ConversationsCmd) -> Result<()> {
         };
     let list = match registered_client(&home)? {
         Some(client) => client.list_conversations(&filter)?,
-        None => open_store(home)?.conversations(&filter)?,
+        None => read_store(home)?.conversations(&filter)?,
     };
     if json {
         print_json(&list.iter().map(ConversationJson::from).collect::<Vec<_>>())?;
@@ -542,7 +563,7 @@ pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
                 })?
         }
         (_, conversation_id) => {
-            let store = open_store(home)?;
+            let store = read_store(home)?;
             if let Some(id) = &conversation_id {
                 if store.conversation(id)?.is_none() {
                     return Err(format!("conversation {} not found", hex::encode(id)).into());
@@ -561,7 +582,7 @@ pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
         for m in &list {
             println!(
                 "{} {} {}: {}",
-                m.sent_at_ns,
+                local_time(m.sent_at_ns),
                 &hex::encode(&m.conversation_id)[..8],
                 &m.sender_inbox_id[..m.sender_inbox_id.len().min(8)],
                 m.text().unwrap_or_else(|| "(unsupported content)".into())
@@ -638,7 +659,7 @@ pub fn consent(home: Option<PathBuf>, c: ConsentCmd) -> Result<()> {
             return Ok(());
         }
     };
-    let store = open_store(home)?;
+    let store = read_store(home)?;
     let list = store.consent_list()?;
     if json {
         print_json(&list.iter().map(ConsentJson::from).collect::<Vec<_>>())?;

@@ -73,6 +73,9 @@ pub enum HistoryCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The history server this installation uses (`set URL`, `show`, `clear`).
+    #[command(subcommand)]
+    Url(UrlCmd),
     /// Download, verify and import an announced archive (--pin, or the newest).
     Process {
         #[arg(long)]
@@ -80,6 +83,60 @@ pub enum HistoryCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum UrlCmd {
+    /// Use this history server (http:// or https://) for history sync from now on.
+    Set {
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The history server in use (empty: history sync is off).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn history sync off on this installation.
+    Clear {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct HistoryUrl {
+    history_sync_url: String,
+    enabled: bool,
+}
+
+fn url_cmd(client: &Client, c: UrlCmd) -> Result<()> {
+    let json = match c {
+        UrlCmd::Set { url, json } => {
+            client.set_history_sync_url(&url)?;
+            json
+        }
+        UrlCmd::Clear { json } => {
+            client.set_history_sync_url("")?;
+            json
+        }
+        UrlCmd::Show { json } => json,
+    };
+    let out = HistoryUrl {
+        history_sync_url: client.history_sync_url(),
+        enabled: !client.history_sync_url().is_empty(),
+    };
+    if json {
+        print_json(&out)
+    } else {
+        if out.enabled {
+            println!("history sync uses {}", out.history_sync_url);
+        } else {
+            println!("history sync is off (`ferry history url set URL` turns it on)");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -93,6 +150,9 @@ struct SyncOutcome {
     pin: String,
     /// `imported`, or `waiting` (no installation of this inbox answered in time).
     status: &'static str,
+    /// Whether the pin is that of a request already pending (sent by `init --history-url` or
+    /// an earlier `history sync`): nothing new was sent, so no second archive is made for it.
+    reused: bool,
     /// The inbox's other active installations (the ones that could answer).
     other_installations: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +214,7 @@ pub fn run(home: Option<PathBuf>, c: HistoryCmd) -> Result<()> {
             }
             Ok(())
         }
+        HistoryCmd::Url(c) => url_cmd(&client, c),
         HistoryCmd::Process { pin, json } => {
             // The newest announced one unless a pin is given (chosen before importing, so the
             // pin printed is the one imported).
@@ -189,9 +250,10 @@ fn show_pin(pin: String, json: bool) -> Result<()> {
     }
 }
 
-/// Sends the request, then syncs until it is answered or `wait` has passed.
+/// Sends the request (or takes the one still pending for the same thing), then syncs until it
+/// is answered or `wait` has passed.
 fn sync(client: &Client, options: SyncOptions, wait: Duration, json: bool) -> Result<()> {
-    let pin = client.send_sync_request(&options)?;
+    let ferry_sdk::HistoryRequest { pin, reused } = client.request_history(&options)?;
     let others = client
         .inbox_info(client.inbox_id())?
         .installations
@@ -223,19 +285,23 @@ fn sync(client: &Client, options: SyncOptions, wait: Duration, json: bool) -> Re
             "waiting",
             format!("request {pin} sent, but this inbox has no other installation to answer it"),
         ),
-        None => (
-            "waiting",
-            format!(
-                "request {pin} is waiting for an online installation of this inbox to answer \
+        None => {
+            (
+                "waiting",
+                format!(
+                "request {pin}{} is waiting for an online installation of this inbox to answer \
                  (`ferry run` or `ferry sync` on one of the other {others}); the next \
-                 `ferry sync` here imports the answer"
+                 `ferry sync` here imports the answer",
+                if reused { " (already pending, not sent again)" } else { "" }
             ),
-        ),
+            )
+        }
     };
     if json {
         print_json(&SyncOutcome {
             pin,
             status,
+            reused,
             other_installations: others,
             import,
             message,

@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand};
     about = "Ferry: your whole message history, safely onto a new installation"
 )]
 struct Cli {
-    /// One installation's data folder (created if missing).
+    /// One installation's data folder (created by the commands that write to it).
     #[arg(long, global = true, env = "FERRY_HOME")]
     home: Option<PathBuf>,
     #[command(subcommand)]
@@ -97,9 +97,13 @@ enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: String,
-        /// The node's SQLite file (default: in memory).
-        #[arg(long)]
+        /// The node's SQLite file (default: node.db in the node's data folder, which it names
+        /// when it starts: $FERRY_NODE_DATA, else ~/.ferry-node).
+        #[arg(long, conflicts_with = "in_memory")]
         db: Option<PathBuf>,
+        /// Keep everything in memory (lost when the node stops; for tests and demos).
+        #[arg(long)]
+        in_memory: bool,
     },
     /// Run the history server (HTTP) until SIGINT/SIGTERM: it keeps encrypted history
     /// archives for a short time so a new installation can fetch what another uploaded.
@@ -176,7 +180,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let home = cli.home;
     let result = match cli.command {
         Command::Keygen { out, hex } => cmd::keygen(&out, hex),
@@ -208,7 +212,11 @@ fn main() {
         } => msg_cmd::send(home, conversation_id, text, json),
         Command::Sync { json } => msg_cmd::sync(home, json),
         Command::Installations(c) => msg_cmd::installations(home, c),
-        Command::Node { listen, db } => msg_cmd::node(listen, db),
+        Command::Node {
+            listen,
+            db,
+            in_memory,
+        } => msg_cmd::node(listen, db, in_memory),
         Command::HistoryServer {
             listen,
             dir,
@@ -240,6 +248,29 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {}", output::one_line(&e));
+        if let Some(hint) = output::hint(&e) {
+            eprintln!("hint: {hint}");
+        }
         std::process::exit(1);
     }
+}
+
+/// The command line, with the client's global `--home` hidden from the servers' help (a
+/// server has no installation folder).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    for server in ["node", "history-server"] {
+        // A hidden arg of the same id: the global one is then not added to this subcommand.
+        command = command.mut_subcommand(server, |s| {
+            s.arg(
+                clap::Arg::new("home")
+                    .long("home")
+                    .hide(true)
+                    .value_parser(clap::value_parser!(PathBuf)),
+            )
+        });
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use ferry_sdk::{AccountKey, Client, ClientOptions, GroupOptions};
 use serde::Serialize;
 
-use crate::cmd::{home_dir, ConversationJson};
+use crate::cmd::{home_dir, home_path, ConversationJson};
 use crate::output::anyhow_like::Result;
 use crate::output::print_json;
 
@@ -167,7 +167,26 @@ pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
         send_check_interval_ms,
         sync_check_interval_ms,
     } = args;
-    let home = home_dir(home)?;
+    // A registered folder stays as it is, whatever else was asked.
+    let dir = home_path(home)?;
+    if Client::is_registered(&dir)? {
+        let who = Client::open(&dir)
+            .map(|c| {
+                format!(
+                    " as installation {} of inbox {}",
+                    hex::encode(c.installation_id()),
+                    c.inbox_id()
+                )
+            })
+            .unwrap_or_default();
+        return Err(format!(
+            "{} is already registered{who}: `ferry whoami` shows it; another --home makes a \
+             new installation",
+            dir.display()
+        )
+        .into());
+    }
+    let home = home_dir(Some(dir))?;
     let account = match &account_key {
         Some(p) => AccountKey::Existing(read_account_key(p)?),
         None => {
@@ -218,8 +237,9 @@ pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The installation in the data folder (never creates the folder).
 pub fn open_client(home: Option<PathBuf>) -> Result<Client> {
-    let home = home_dir(home)?;
+    let home = home_path(home)?;
     Ok(Client::open(&home)?)
 }
 
@@ -378,7 +398,7 @@ pub fn sync(home: Option<PathBuf>, json: bool) -> Result<()> {
 }
 
 pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
-    let home_path = home_dir(home.clone())?;
+    let dir = home_path(home.clone())?;
     let client = open_client(home)?;
     match c {
         InstallationsCmd::List { inbox_id, json } => {
@@ -399,8 +419,7 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
             account_key,
             json,
         } => {
-            let key =
-                read_account_key(&account_key.unwrap_or_else(|| account_key_path(&home_path)))?;
+            let key = read_account_key(&account_key.unwrap_or_else(|| account_key_path(&dir)))?;
             let id: [u8; 32] = hex::decode(installation_id.trim())
                 .ok()
                 .and_then(|v| v.try_into().ok())
@@ -419,25 +438,58 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
     Ok(())
 }
 
-/// `ferry node`: runs the delivery node until SIGINT/SIGTERM.
-pub fn node(listen: String, db: Option<PathBuf>) -> Result<()> {
+/// `ferry node`: runs the delivery node until SIGINT/SIGTERM. Its data goes to `--db`, else
+/// to `node.db` in its data folder (`$FERRY_NODE_DATA`, else `~/.ferry-node`); only
+/// `--in-memory` keeps it in memory. The second line of output says where it is.
+pub fn node(listen: String, db: Option<PathBuf>, in_memory: bool) -> Result<()> {
+    let db = match (db, in_memory) {
+        (_, true) => None,
+        (Some(db), false) => Some(db),
+        (None, false) => {
+            let dir = match std::env::var_os("FERRY_NODE_DATA") {
+                Some(d) => PathBuf::from(d),
+                None => PathBuf::from(
+                    std::env::var_os("HOME")
+                        .ok_or("set --db, FERRY_NODE_DATA or HOME (or --in-memory)")?,
+                )
+                .join(".ferry-node"),
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create node data folder {}: {e}", dir.display()))?;
+            Some(dir.join("node.db"))
+        }
+    };
+    let where_ = match &db {
+        Some(p) => format!("data in {}", p.display()),
+        None => "data in memory (lost when the node stops)".to_string(),
+    };
     let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
-    serve_until_stopped(running.addr(), || running.stop())
+    serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }
 
 /// `ferry history-server`: runs the history server until SIGINT/SIGTERM.
 pub fn history_server(config: ferry_history::HistoryConfig) -> Result<()> {
+    let where_ = format!("data in {}", config.dir.display());
     let running = ferry_history::RunningHistoryServer::start(config)?;
-    serve_until_stopped(running.addr(), || running.stop())
+    serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }
 
-/// Prints `listening on HOST:PORT` first, waits for SIGINT/SIGTERM, then stops cleanly.
-fn serve_until_stopped(addr: std::net::SocketAddr, stop_server: impl FnOnce()) -> Result<()> {
+/// Prints `listening on HOST:PORT` first (and where the data is on the next line), waits for
+/// SIGINT/SIGTERM, then stops cleanly.
+fn serve_until_stopped(
+    addr: std::net::SocketAddr,
+    data: Option<&str>,
+    stop_server: impl FnOnce(),
+) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     println!("listening on {addr}");
-    std::io::stdout().flush()?;
+    if let Some(d) = data {
+        // Whoever started us may read only the first line and close the pipe.
+        let _ = writeln!(std::io::stdout(), "{d}");
+    }
+    let _ = std::io::stdout().flush();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

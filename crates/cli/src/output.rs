@@ -20,6 +20,32 @@ pub fn one_line(e: &anyhow_like::Error) -> String {
     s.replace('\n', " ")
 }
 
+/// A time (ns since the epoch) as local date-time for text output, e.g. `2026-12-01 21:55:30`
+/// (JSON keeps the nanoseconds).
+pub fn local_time(ns: i64) -> String {
+    match jiff::Timestamp::from_nanosecond(ns as i128) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => ns.to_string(),
+    }
+}
+
+/// A second line for errors whose fix is not in the message itself.
+pub fn hint(e: &anyhow_like::Error) -> Option<String> {
+    match e.downcast_ref::<ferry_sdk::Error>()? {
+        ferry_sdk::Error::Inactive => Some(
+            "this installation is not an active member of the conversation yet (restored from \
+             an archive, or removed); it turns active when a member adds it back: when another \
+             member sends, or when an older installation of this inbox runs `ferry sync` or \
+             `ferry run`"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
 /// A boxed error, so commands can return SDK, I/O and usage errors alike.
 pub mod anyhow_like {
     pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;

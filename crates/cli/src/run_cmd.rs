@@ -22,7 +22,7 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     let online = match ferry_sdk::Client::open(&home) {
         Ok(client) => {
-            let messages = client.stream_messages();
+            let messages = client.stream();
             let worker = client.start_worker();
             Some((client, worker, messages))
         }
@@ -50,14 +50,10 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
         let until = Instant::now() + check_every;
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {
             if let Some((_, _, messages)) = &online {
-                while let Ok(m) = messages.try_recv() {
-                    println!(
-                        "message {} in {} from {}: {}",
-                        hex::encode(&m.id),
-                        hex::encode(&m.conversation_id),
-                        m.sender_inbox_id,
-                        m.text().unwrap_or_default().replace('\n', " ")
-                    );
+                while let Ok(event) = messages.try_recv() {
+                    if let Some(line) = event_line(event) {
+                        println!("{line}");
+                    }
                 }
                 std::io::stdout().flush()?;
             }
@@ -69,4 +65,45 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
     }
     println!("stopped");
     Ok(())
+}
+
+/// The line `ferry run` prints for what happened in the background (none for the rest).
+fn event_line(event: ferry_sdk::Event) -> Option<String> {
+    use ferry_sdk::{DeviceSyncEvent, Event};
+    Some(match event {
+        Event::Message(m) => format!(
+            "message {} in {} from {}: {}",
+            hex::encode(&m.id),
+            hex::encode(&m.conversation_id),
+            m.sender_inbox_id,
+            m.text().unwrap_or_default().replace('\n', " ")
+        ),
+        Event::DeviceSync(DeviceSyncEvent::RequestAnswered {
+            pin,
+            requester_installation_id,
+            conversations,
+            messages,
+        }) => format!(
+            "history request {pin} from installation {} answered: an archive of {messages} \
+             messages in {conversations} conversations",
+            &requester_installation_id[..requester_installation_id.len().min(16)]
+        ),
+        Event::DeviceSync(DeviceSyncEvent::HistoryImported { pin, report }) => format!(
+            "history {pin} imported: {} messages new, {} already here; {} conversations new",
+            report.messages_imported, report.messages_skipped, report.conversations_added
+        ),
+        Event::DeviceSync(DeviceSyncEvent::InstallationsAdded {
+            installations,
+            conversations,
+        }) => format!(
+            "new installation{} of this inbox ({}) added to {conversations} conversations",
+            if installations.len() == 1 { "" } else { "s" },
+            installations
+                .iter()
+                .map(|i| &i[..i.len().min(16)])
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => return None,
+    })
 }

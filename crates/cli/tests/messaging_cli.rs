@@ -3,131 +3,15 @@
 //! `messages list`, `consent set/list`, `run`).
 #![cfg(unix)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.env_remove("FERRY_HOME");
-    c
-}
-
-fn ferry(home: &Path) -> Command {
-    let mut c = bin();
-    c.arg("--home").arg(home);
-    c
-}
-
-fn json(c: &mut Command) -> Value {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(!out.status.success(), "expected a failure");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    err
-}
-
-struct Node {
-    child: Child,
-    url: String,
-}
-
-/// Starts a server command and returns it with the address of its first line,
-/// `listening on HOST:PORT`.
-fn spawn_listening(args: &[&str], path: &Path) -> (Child, String) {
-    let mut child = bin()
-        .args(args)
-        .arg(path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .to_string();
-    (child, addr)
-}
-
-/// Waits for a child stopped with SIGTERM and checks it exited cleanly.
-fn exits_cleanly(child: &mut Child, what: &str) {
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{what} exits cleanly on SIGTERM");
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "{what} did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Node {
-    fn start(db: &Path) -> Node {
-        let (child, addr) = spawn_listening(&["node", "--listen", "127.0.0.1:0", "--db"], db);
-        Node {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    fn stop(mut self) {
-        unsafe_kill(self.child.id(), 15);
-        exits_cleanly(&mut self.child, "the node");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unsafe_kill(pid: u32, sig: i32) {
-    Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-}
-
-fn texts(home: &Path, conversation: &str) -> Vec<String> {
-    json(ferry(home).args(["messages", "list", "--conversation", conversation, "--json"]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["kind"] == "application")
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn init(home: &Path, node: &Node, account_key: Option<&PathBuf>) -> Value {
-    let mut c = ferry(home);
-    c.args(["init", "--node", &node.url, "--json"]);
-    if let Some(k) = account_key {
-        c.arg("--account-key").arg(k);
-    }
-    json(&mut c)
-}
 
 #[test]
 fn the_messaging_commands_tell_a_conversation_end_to_end() {
@@ -269,7 +153,9 @@ fn the_messaging_commands_tell_a_conversation_end_to_end() {
     assert_eq!(r["active"], false);
     assert_eq!(r["restored"], true);
     let e = fails(ferry(&a3).args(["send", &gid, "can I?", "--json"]));
-    assert!(e.contains("Group is inactive"), "{e}");
+    assert!(e.starts_with("error: Group is inactive\n"), "{e}");
+    // The second line says how it turns active.
+    assert!(e.contains("hint: ") && e.contains("`ferry sync`"), "{e}");
     assert_eq!(
         texts(&a3, &gid),
         ["hello bob", "hi alice"],
