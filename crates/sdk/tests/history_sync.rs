@@ -144,6 +144,7 @@ fn replies(c: &Client) -> Vec<SyncReply> {
             .store()
             .messages(&MessageFilter {
                 conversation_id: Some(g.id),
+                include_sync: true,
                 ..Default::default()
             })
             .unwrap();
@@ -173,6 +174,7 @@ fn sync_records(c: &Client) -> Vec<SyncMessageRecord> {
             store
                 .messages(&MessageFilter {
                     conversation_id: Some(c.id),
+                    include_sync: true,
                     ..Default::default()
                 })
                 .unwrap()
@@ -377,8 +379,16 @@ fn consent_and_hmac_keys_converge_across_three_installations_and_a_revocation_ro
             ConsentState::Allowed
         );
     }
+    // The two changes each stream saw (a stream's forwarding thread may still be on its way).
     let got = |s: &crossbeam_channel::Receiver<ConsentRecord>| -> Vec<ConsentState> {
-        s.try_iter().map(|r| r.state).collect()
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match s.recv_timeout(Duration::from_secs(5)) {
+                Ok(r) => seen.push(r.state),
+                Err(_) => break,
+            }
+        }
+        seen
     };
     let mut on1 = got(&s1);
     on1.sort_by_key(|s| s.as_i64());
@@ -486,7 +496,7 @@ fn hostile_and_stale_replies_import_nothing() {
 
     // The honest reply again (a replay): its request is closed; ignored.
     let sync = a1.ensure_sync_group().unwrap();
-    let sync1 = a1.conversation(&sync).unwrap();
+    let sync1 = a1.sync_group_conversation(&sync).unwrap();
     sync1
         .send_envelope(sync_envelope(sync_payload::Kind::Reply(honest.clone())))
         .unwrap();
@@ -611,8 +621,9 @@ fn a_reply_from_an_installation_revoked_since_is_ignored() {
         .find(|r| r.request_id == own_pin)
         .unwrap();
     reply.request_id = pin.clone();
-    let sync = a3.ensure_sync_group().unwrap();
-    a2.conversation(&sync)
+    // Into the inbox's sync group, which a3 settles on too.
+    let sync = a2.ensure_sync_group().unwrap();
+    a2.sync_group_conversation(&sync)
         .unwrap()
         .send_envelope(sync_envelope(sync_payload::Kind::Reply(reply)))
         .unwrap();
@@ -634,17 +645,31 @@ fn a_revoked_installation_still_in_a_sync_group_is_removed_before_an_answer_goes
         .unwrap()
         .send("a2's own history")
         .unwrap();
-    // a3 asks in a sync group of its own; a2 joins it (and checks its members then).
+    // a3 asks in a sync group of its own; a2 joins it and adds a3 to the inbox's sync group.
     let (a3, _) = net.create("a3", AccountKey::Existing(key.clone()), true);
     let pin = a3.pending_sync_requests().unwrap()[0].clone();
     a2.sync_all().unwrap();
-    // a1 revokes a3 without being in that group, so a3 is still in it…
+    let sync = a2.ensure_sync_group().unwrap();
+    let in_sync = |c: &Client| {
+        c.sync_group_conversation(&sync)
+            .unwrap()
+            .members()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m.installation_ids.clone())
+            .any(|i| i == hex::encode(a3.installation_id()))
+    };
+    assert!(in_sync(&a2), "a3 is in the inbox's sync group");
+    // a1 revokes a3, so a3 is still in the group…
     a1.revoke_installation(&key, a3.installation_id()).unwrap();
-    // …when a2 answers a3's pin by hand: a2 removes it first.
+    // …when a2 answers a3's pin by hand: a3 is out of the group before the answer goes in.
     a2.send_sync_archive(&SyncOptions::default(), Some(&pin))
         .unwrap();
-    let sync = a3.ensure_sync_group().unwrap();
-    let members = a2.conversation(&sync).unwrap().members().unwrap();
+    let members = a2
+        .sync_group_conversation(&sync)
+        .unwrap()
+        .members()
+        .unwrap();
     assert!(
         !members
             .iter()

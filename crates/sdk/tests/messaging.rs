@@ -811,7 +811,11 @@ fn each_inbox_has_a_hidden_sync_group_of_its_own_installations() {
     // Hidden: not listed, not streamed.
     assert!(groups(&alice1).is_empty());
     assert!(events.recv_timeout(Duration::from_millis(300)).is_err());
-    let sync = alice1.conversation(&sync_id).unwrap();
+    assert!(matches!(
+        alice1.conversation(&sync_id),
+        Err(Error::NoSuchConversation(_))
+    ));
+    let sync = alice1.sync_group_conversation(&sync_id).unwrap();
     assert_eq!(sync.info().unwrap().kind, ConversationKind::Sync);
     // A new installation of the inbox joins it on the old one's next sync.
     let alice2 = net.installation("alice2", &alice_key);

@@ -443,6 +443,16 @@ impl Client {
         Ok(self.group_handle(c.id))
     }
 
+    /// A handle to one of this installation's hidden sync groups, by id (for tests and
+    /// diagnostics: apps never need it, and [`Client::conversation`] does not open them).
+    #[doc(hidden)]
+    pub fn sync_group_conversation(&self, id: &[u8]) -> Result<Group> {
+        match self.store().conversation(id)? {
+            Some(c) if c.kind == ConversationKind::Sync => Ok(self.group_handle(c.id)),
+            _ => Err(Error::NoSuchConversation(hex::encode(id))),
+        }
+    }
+
     /// The conversation a DM's groups are shown as: active before inactive, then the newest.
     fn primary_dm(&self, dm: &str) -> Result<Option<Conversation>> {
         let all = self.store().conversations(&ConversationFilter {
