@@ -146,7 +146,7 @@ fn whoami_of(client: &Client, account_key_file: Option<String>) -> WhoAmI {
         inbox_id: client.inbox_id().to_string(),
         installation_id: hex::encode(client.installation_id()),
         node_url: client.node_url().to_string(),
-        history_sync_url: client.history_sync_url().to_string(),
+        history_sync_url: client.history_sync_url(),
         account_key_file,
     }
 }
