@@ -139,6 +139,30 @@ fn url_cmd(client: &Client, c: UrlCmd) -> Result<()> {
     }
 }
 
+/// One pin of `history list`: its newest reply's fields (as each entry had before replies
+/// were grouped), and every reply under it, newest first.
+#[derive(Serialize)]
+struct PinEntry {
+    #[serde(flatten)]
+    newest: ferry_sdk::AvailableArchive,
+    replies: Vec<ferry_sdk::AvailableArchive>,
+}
+
+/// Groups replies (newest first) by pin, keeping that order.
+fn by_pin(archives: Vec<ferry_sdk::AvailableArchive>) -> Vec<PinEntry> {
+    let mut out: Vec<PinEntry> = Vec::new();
+    for a in archives {
+        match out.iter_mut().find(|p| p.newest.pin == a.pin) {
+            Some(p) => p.replies.push(a),
+            None => out.push(PinEntry {
+                newest: a.clone(),
+                replies: vec![a],
+            }),
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct Pin {
     pin: String,
@@ -193,24 +217,31 @@ pub fn run(home: Option<PathBuf>, c: HistoryCmd) -> Result<()> {
             show_pin(pin, json)
         }
         HistoryCmd::List { days, json } => {
-            let archives = client.list_available_archives(days)?;
+            let pins = by_pin(client.list_available_archives(days)?);
             if json {
-                return print_json(&archives);
+                return print_json(&pins);
             }
-            if archives.is_empty() {
+            if pins.is_empty() {
                 println!("no history archives announced in the last {days} days");
             }
-            for a in archives {
+            for p in pins {
                 println!(
-                    "{}  {} conversations, {} messages{}  from {}  {}{}",
-                    a.pin,
-                    a.conversation_count,
-                    a.message_count,
-                    if a.consent { ", consent" } else { "" },
-                    &a.sender_installation_id[..16],
-                    a.state,
-                    if a.imported { " (imported here)" } else { "" },
+                    "{}  {} repl{}",
+                    p.newest.pin,
+                    p.replies.len(),
+                    if p.replies.len() == 1 { "y" } else { "ies" }
                 );
+                for a in &p.replies {
+                    println!(
+                        "    {} conversations, {} messages{}  from {}  {}{}",
+                        a.conversation_count,
+                        a.message_count,
+                        if a.consent { ", consent" } else { "" },
+                        &a.sender_installation_id[..16],
+                        a.state,
+                        if a.imported { " (imported here)" } else { "" },
+                    );
+                }
             }
             Ok(())
         }

@@ -72,6 +72,25 @@ fn sync_groups_never_show_and_a_pending_request_is_not_sent_twice() {
     assert_eq!(outcome["reused"], true, "{outcome}");
     assert_eq!(outcome["status"], "imported", "{outcome}");
     assert_eq!(count_files(&history_dir), 1, "one archive uploaded");
+    // `history list` shows each pin once, its replies under it.
+    let listed = json(ferry(&a2).args(["history", "list", "--json"]));
+    let pins: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pin"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&&str> = pins.iter().collect();
+    assert_eq!(unique.len(), pins.len(), "{listed}");
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pin"] == outcome["pin"])
+        .unwrap();
+    assert_eq!(entry["replies"].as_array().unwrap().len(), 1, "{entry}");
+    assert_eq!(entry["replies"][0]["imported"], true);
+    assert_eq!(entry["imported"], true);
     assert!(run
         .wait_within(Duration::from_secs(2), |l| l
             .starts_with("history request "))

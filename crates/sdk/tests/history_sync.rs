@@ -229,10 +229,10 @@ fn two_online_installations_answer_and_each_message_arrives_once() {
     assert_eq!(net.payloads(), before + 2, "two answers uploaded");
     assert_eq!(
         a3.sync_all().unwrap().history_imported,
-        1,
-        "the first reply"
+        2,
+        "both replies (imports are additive: the union of what each holds)"
     );
-    assert_eq!(a3.sync_all().unwrap().history_imported, 0, "not the second");
+    assert_eq!(a3.sync_all().unwrap().history_imported, 0, "once each");
     assert_eq!(
         texts(&a3.conversation(g.id()).unwrap()),
         ["one", "two", "three"],
@@ -244,7 +244,18 @@ fn two_online_installations_answer_and_each_message_arrives_once() {
         .filter(|a| a3.sync_import_report(&a.pin).unwrap().is_some())
         .collect();
     assert_eq!(mine.len(), 2, "both replies answer a3's request");
-    assert_eq!(mine.iter().filter(|a| a.imported).count(), 1);
+    assert_eq!(mine.iter().filter(|a| a.imported).count(), 2);
+    let reports = a3.sync_import_reports(&mine[0].pin).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[0].1.messages_imported >= 3, "{reports:?}");
+    assert_eq!(
+        (
+            reports[1].1.messages_imported,
+            reports[1].1.messages_skipped
+        ),
+        (0, reports[0].1.messages_imported),
+        "the second added nothing the first had brought: {reports:?}"
+    );
     assert!(mine.iter().all(|a| a.state == "processed"));
     assert!(a3.pending_sync_requests().unwrap().is_empty());
 }
@@ -494,7 +505,7 @@ fn hostile_and_stale_replies_import_nothing() {
         .iter()
         .any(|a| a.pin == "unknown-pin" && !a.imported));
 
-    // The honest reply again (a replay): its request is closed; ignored.
+    // The honest reply again (a replay): the same archive is not imported twice.
     let sync = a1.ensure_sync_group().unwrap();
     let sync1 = a1.sync_group_conversation(&sync).unwrap();
     sync1

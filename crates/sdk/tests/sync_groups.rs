@@ -41,6 +41,19 @@ fn all_sync_groups(c: &Client) -> BTreeSet<Vec<u8>> {
         .collect()
 }
 
+/// At least `n` events from a stream (its forwarding thread may lag behind the call that
+/// caused them), or what came within 5 s.
+fn collect(rx: &crossbeam_channel::Receiver<DeviceSyncEvent>, n: usize) -> Vec<DeviceSyncEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(e) => out.push(e),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Syncs every client, round after round, until a round changes nothing anywhere.
 fn settle(clients: &[&Client]) {
     for _ in 0..12 {
@@ -108,7 +121,7 @@ fn five_installations_settle_on_one_sync_group_and_each_gets_its_history() {
     assert!(known.len() > 1, "the new installations did make their own");
     // No request was answered twice by the same installation (re-sent requests keep their pin).
     let mut seen = HashSet::new();
-    while let Ok(e) = answered.try_recv() {
+    while let Ok(e) = answered.recv_timeout(std::time::Duration::from_millis(500)) {
         if let DeviceSyncEvent::RequestAnswered { pin, .. } = e {
             assert!(
                 seen.insert(pin.clone()),
@@ -265,7 +278,7 @@ fn the_history_server_url_can_be_set_later_and_device_sync_says_what_it_did() {
     let pin = a2.sync_history().unwrap();
     a1.sync_all().unwrap();
     a2.sync_all().unwrap();
-    let a1_said: Vec<DeviceSyncEvent> = a1_events.try_iter().collect();
+    let a1_said = collect(&a1_events, 2);
     assert!(
         a1_said.iter().any(|e| matches!(e,
             DeviceSyncEvent::InstallationsAdded { installations, conversations: 1 }
@@ -279,7 +292,7 @@ fn the_history_server_url_can_be_set_later_and_device_sync_says_what_it_did() {
                     && *messages >= 1)),
         "{a1_said:?}"
     );
-    let a2_said: Vec<DeviceSyncEvent> = a2_events.try_iter().collect();
+    let a2_said = collect(&a2_events, 1);
     assert!(
         a2_said.iter().any(|e| matches!(e,
             DeviceSyncEvent::HistoryImported { pin: p, report }
@@ -315,4 +328,110 @@ fn a_dead_node_is_named_in_the_error() {
         "{err}"
     );
     assert!(err.to_string().contains(&url), "names {url}: {err}");
+}
+
+#[test]
+fn every_answering_installation_adds_what_it_holds_and_the_new_one_gets_the_union() {
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, true);
+    let key = key.unwrap();
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    g.send("old 1").unwrap();
+    g.send("old 2").unwrap();
+    // a1b came later without history sync: it holds only what came after it was added…
+    let (a1b, _) = net.create("a1b", AccountKey::Existing(key.clone()), false);
+    a1.sync_all().unwrap();
+    a1b.sync_all().unwrap();
+    bob.sync_all().unwrap();
+    bob.conversation(g.id()).unwrap().send("recent").unwrap();
+    a1b.sync_all().unwrap();
+    a1.sync_all().unwrap();
+    assert_eq!(texts(&a1b.conversation(g.id()).unwrap()), ["recent"]);
+    // …and history of its own that a1 lacks: an old backup of this inbox restored on it.
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, archive_key) = (dir.path().join("old.ferry"), ArchiveKey::generate());
+    {
+        let mut old = ferry_sdk::store::Store::open(dir.path().join("old.db")).unwrap();
+        ferry_sdk::dev::seed(
+            &mut old,
+            &ferry_sdk::dev::SeedOptions {
+                conversations: 3,
+                messages: 30,
+                consent: 0,
+                self_inbox_id: a1.inbox_id().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let origin = ferry_sdk::backup::Origin::of_store(&old).unwrap();
+        ferry_sdk::backup::create_archive(
+            &old,
+            &archive,
+            &archive_key,
+            &ArchiveOptions::default(),
+            &origin,
+            &Control::new(),
+        )
+        .unwrap();
+    }
+    a1b.import_archive(&archive, &archive_key, &Control::new())
+        .unwrap();
+    a1b.set_history_sync_url(&net.history_url).unwrap();
+    let count = |c: &Client| c.store().messages(&MessageFilter::default()).unwrap().len();
+    let (on_a1, on_a1b) = (count(&a1), count(&a1b));
+
+    // A new installation asks once; both answer (a1b first).
+    let (a3, _) = net.create("a3", AccountKey::Existing(key), true);
+    let pin = a3.pending_sync_requests().unwrap()[0].clone();
+    a1b.sync_all().unwrap();
+    a3.sync_all().unwrap();
+    assert!(a3.pending_sync_requests().unwrap().is_empty(), "answered");
+    a1.sync_all().unwrap();
+    a3.sync_all().unwrap();
+
+    // The union, each message once.
+    let all = a3.store().messages(&MessageFilter::default()).unwrap();
+    let ids: HashSet<Vec<u8>> = all.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids.len(), all.len(), "no message twice");
+    assert!(all.len() >= 30 + 3, "{} of the union", all.len());
+    assert!(all.len() > on_a1 && all.len() > on_a1b);
+    assert_eq!(
+        texts(&a3.conversation(g.id()).unwrap()),
+        ["old 1", "old 2", "recent"]
+    );
+    // Each answer's report says what it added.
+    let reports = a3.sync_import_reports(&pin).unwrap();
+    assert_eq!(reports.len(), 2, "both answers imported");
+    assert_eq!(reports[0].0, hex::encode(a1b.installation_id()));
+    assert_eq!(reports[1].0, hex::encode(a1.installation_id()));
+    assert!(reports[0].1.messages_imported >= 30, "{:?}", reports[0].1);
+    assert!(
+        reports[1].1.messages_imported >= 2,
+        "a1's answer added the old messages: {:?}",
+        reports[1].1
+    );
+    assert!(
+        reports[1].1.messages_skipped >= 1,
+        "and skipped what was there"
+    );
+    assert_eq!(
+        a3.sync_import_report(&pin)
+            .unwrap()
+            .unwrap()
+            .messages_imported,
+        reports[0].1.messages_imported,
+        "the first report is the first answer's"
+    );
+    // Listed once per answer, both imported.
+    let listed: Vec<_> = a3
+        .list_available_archives(1)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.pin == pin)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|a| a.imported));
 }

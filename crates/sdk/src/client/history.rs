@@ -87,9 +87,18 @@ struct RequestRecord {
     start_ns: Option<i64>,
     end_ns: Option<i64>,
     sent_at_ns: i64,
+    /// When the first reply was imported (`None`: still waiting for one).
+    #[serde(default)]
+    answered_at_ns: Option<i64>,
 }
 
 impl RequestRecord {
+    /// Still taking replies: waiting for its first, or within the window after it.
+    fn is_open(&self, now: i64) -> bool {
+        self.answered_at_ns
+            .is_none_or(|t| now < t.saturating_add(REPLY_WINDOW_NS))
+    }
+
     /// Stores written before requests kept their options hold `pending`: everything, long ago.
     fn decode(v: &[u8]) -> RequestRecord {
         serde_json::from_slice(v).unwrap_or(RequestRecord {
@@ -98,6 +107,7 @@ impl RequestRecord {
             start_ns: None,
             end_ns: None,
             sent_at_ns: 0,
+            answered_at_ns: None,
         })
     }
 
@@ -128,15 +138,30 @@ pub struct HistoryRequest {
     pub reused: bool,
 }
 
-fn import_key(pin: &str) -> String {
-    format!("sync_import/{pin}")
+/// Where the import of one reply (the sync message `message_id`) to `pin` is recorded. Stores
+/// written when a request took one reply have one record at `sync_import/{pin}`.
+fn import_key(pin: &str, message_id: &[u8]) -> String {
+    format!("sync_import/{pin}/{}", hex::encode(message_id))
 }
+
+/// A request stays open for more replies this long after its first one was imported: every
+/// installation that answers within it adds what it holds (imports are additive), so the new
+/// installation ends with the union of the inbox's histories.
+const REPLY_WINDOW_NS: i64 = 24 * 3600 * 1_000_000_000;
 
 /// What importing one announced archive did (kept under [`import_key`]).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ImportRecord {
     /// The sync message (hex) that announced the archive imported.
     message_id: String,
+    /// The installation that answered (hex; empty in records written before it was kept).
+    #[serde(default)]
+    sender_installation_id: String,
+    #[serde(default)]
+    imported_at_ns: i64,
+    /// Where the archive was (a replay of the same answer is not imported again).
+    #[serde(default)]
+    url: String,
     report: ImportReport,
 }
 
@@ -314,6 +339,7 @@ impl Client {
             start_ns: options.start_ns,
             end_ns: options.end_ns,
             sent_at_ns: crate::now_ns(),
+            answered_at_ns: None,
         };
         self.store().set_setting(
             &request_key(&id),
@@ -334,7 +360,8 @@ impl Client {
         let pending = self.store().settings_with_prefix("sync_request/")?;
         for (key, value) in pending {
             let record = RequestRecord::decode(&value);
-            if record.options() == *options
+            if record.answered_at_ns.is_none()
+                && record.options() == *options
                 && now.saturating_sub(record.sent_at_ns) < REUSE_REQUEST_NS
             {
                 return Ok(HistoryRequest {
@@ -357,6 +384,9 @@ impl Client {
         let mut sent = 0;
         for (key, value) in pending {
             let record = RequestRecord::decode(&value);
+            if record.answered_at_ns.is_some() {
+                continue;
+            }
             self.send_sync_payload(group, record.payload(&key["sync_request/".len()..]))?;
             sent += 1;
         }
@@ -382,23 +412,60 @@ impl Client {
     /// This installation's requests that no reply has answered yet (their pins).
     pub fn pending_sync_requests(&self) -> Result<Vec<String>> {
         Ok(self
-            .store()
-            .settings_with_prefix("sync_request/")?
+            .open_requests()?
             .into_iter()
-            .map(|(k, _)| k["sync_request/".len()..].to_string())
+            .filter(|(_, r)| r.answered_at_ns.is_none())
+            .map(|(pin, _)| pin)
             .collect())
     }
 
-    /// The report of the import of the archive with this pin, if this installation imported it.
-    pub fn sync_import_report(&self, pin: &str) -> Result<Option<ImportReport>> {
-        Ok(self.import_record(pin)?.map(|r| r.report))
+    /// This installation's requests still taking replies, by pin (closing those whose window
+    /// has passed).
+    fn open_requests(&self) -> Result<Vec<(String, RequestRecord)>> {
+        let now = crate::now_ns();
+        let store = self.store();
+        let mut out = Vec::new();
+        for (key, value) in store.settings_with_prefix("sync_request/")? {
+            let record = RequestRecord::decode(&value);
+            if record.is_open(now) {
+                out.push((key["sync_request/".len()..].to_string(), record));
+            } else {
+                store.delete_setting(&key)?;
+            }
+        }
+        Ok(out)
     }
 
-    fn import_record(&self, pin: &str) -> Result<Option<ImportRecord>> {
+    /// The report of the first import for the request with this pin, if this installation
+    /// imported an answer to it (see [`Client::sync_import_reports`] for every answer's).
+    pub fn sync_import_report(&self, pin: &str) -> Result<Option<ImportReport>> {
         Ok(self
+            .import_records(pin)?
+            .into_iter()
+            .next()
+            .map(|r| r.report))
+    }
+
+    /// Every answer to the request with this pin that was imported here, first first: the
+    /// answering installation (hex) and what its archive added.
+    pub fn sync_import_reports(&self, pin: &str) -> Result<Vec<(String, ImportReport)>> {
+        Ok(self
+            .import_records(pin)?
+            .into_iter()
+            .map(|r| (r.sender_installation_id, r.report))
+            .collect())
+    }
+
+    /// The import records of `pin`, in the order they were made.
+    fn import_records(&self, pin: &str) -> Result<Vec<ImportRecord>> {
+        let mut records: Vec<ImportRecord> = self
             .store()
-            .setting(&import_key(pin))?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+            .settings_with_prefix(&format!("sync_import/{pin}"))?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect();
+        records.sort_by_key(|r| r.imported_at_ns);
+        Ok(records)
     }
 
     // ---- archives ----------------------------------------------------------------------
@@ -447,8 +514,9 @@ impl Client {
             };
             let record = self.store().sync_message_record(&m.id)?;
             let imported = self
-                .import_record(&r.request_id)?
-                .is_some_and(|i| i.message_id == hex::encode(&m.id));
+                .import_records(&r.request_id)?
+                .iter()
+                .any(|i| i.message_id == hex::encode(&m.id));
             out.push(AvailableArchive {
                 pin: r.request_id,
                 sender_installation_id: hex::encode(&m.sender_installation_id),
@@ -488,8 +556,13 @@ impl Client {
             None => archives.into_iter().next(),
         }
         .ok_or_else(|| Error::NoSuchArchive(pin.unwrap_or("(latest)").to_string()))?;
-        let report =
-            self.import_announced(&chosen.message_id, &chosen.pin, &chosen.url, &chosen.key)?;
+        let report = self.import_announced(
+            &chosen.message_id,
+            &chosen.sender_installation_id,
+            &chosen.pin,
+            &chosen.url,
+            &chosen.key,
+        )?;
         let attempts = self
             .store()
             .sync_message_record(&chosen.message_id)?
@@ -961,11 +1034,32 @@ impl Client {
                 Ok(false)
             }
             sync_payload::Kind::Reply(r) => {
-                if self.store().setting(&request_key(&r.request_id))?.is_none() {
-                    tracing::info!(request = %r.request_id, "sync reply for a request not ours (or already answered) ignored");
+                // Every answer to an open request of ours is imported: the first one and any
+                // other that comes within the window after it (imports are additive, so the
+                // result is the union of what the answering installations hold).
+                let open = self
+                    .open_requests()?
+                    .into_iter()
+                    .any(|(pin, _)| pin == r.request_id);
+                if !open {
+                    tracing::info!(request = %r.request_id, "sync reply for a request not ours (or closed) ignored");
                     return Ok(false);
                 }
-                let report = self.import_announced(&m.id, &r.request_id, &r.url, &r.key)?;
+                if self
+                    .import_records(&r.request_id)?
+                    .iter()
+                    .any(|i| i.url == r.url)
+                {
+                    tracing::info!(request = %r.request_id, "replayed sync reply ignored");
+                    return Ok(false);
+                }
+                let report = self.import_announced(
+                    &m.id,
+                    &hex::encode(&m.sender_installation_id),
+                    &r.request_id,
+                    &r.url,
+                    &r.key,
+                )?;
                 self.emit(vec![Event::DeviceSync(DeviceSyncEvent::HistoryImported {
                     pin: r.request_id.clone(),
                     report,
@@ -1042,6 +1136,7 @@ impl Client {
     fn import_announced(
         &self,
         message_id: &[u8],
+        sender_installation_id: &str,
         pin: &str,
         url: &str,
         key: &[u8],
@@ -1057,15 +1152,29 @@ impl Client {
         let report = self.import_archive(&dest, &key, &Control::new())?;
         {
             let store = self.store();
+            let now = crate::now_ns();
             let record = ImportRecord {
                 message_id: hex::encode(message_id),
+                sender_installation_id: sender_installation_id.to_string(),
+                imported_at_ns: now,
+                url: url.to_string(),
                 report: report.clone(),
             };
             store.set_setting(
-                &import_key(pin),
+                &import_key(pin, message_id),
                 &serde_json::to_vec(&record).expect("a report serializes"),
             )?;
-            store.delete_setting(&request_key(pin))?;
+            // The request is answered; it stays open for the others' answers a while.
+            if let Some(v) = store.setting(&request_key(pin))? {
+                let mut request = RequestRecord::decode(&v);
+                if request.answered_at_ns.is_none() {
+                    request.answered_at_ns = Some(now);
+                    store.set_setting(
+                        &request_key(pin),
+                        &serde_json::to_vec(&request).expect("a record serializes"),
+                    )?;
+                }
+            }
         }
         Ok(report)
     }
