@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio_stream::{Stream, StreamExt};
@@ -26,7 +26,9 @@ use crate::HistoryConfig;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerAddr(pub SocketAddr);
 
-/// The reply to a successful `POST /upload`.
+/// What a successful `POST /upload` says. On the wire the body is the id as plain text (as
+/// XMTP's history server answers, so libxmtp clients work unchanged); the other facts are in
+/// the headers [`BYTES_HEADER`] and [`EXPIRES_HEADER`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadReply {
     /// The payload's id: download it from `/files/{id}`.
@@ -36,6 +38,11 @@ pub struct UploadReply {
     /// When the payload expires, in nanoseconds since the Unix epoch.
     pub expires_at_ns: u64,
 }
+
+/// Response header of an upload: how many bytes were stored.
+pub const BYTES_HEADER: &str = "x-ferry-bytes";
+/// Response header of an upload: when the payload expires (ns since the Unix epoch).
+pub const EXPIRES_HEADER: &str = "x-ferry-expires-at-ns";
 
 /// What the handlers share.
 pub(crate) struct App {
@@ -69,11 +76,57 @@ impl App {
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
+        // `GET /` is the health check XMTP's clients use; `/health` is Ferry's.
+        .route("/", get(health))
         .route("/health", get(health))
         .route("/upload", post(upload))
         .route("/files/{id}", get(download))
+        // Clients that join a base URL ending in `/` with `/upload` (libxmtp does) ask for
+        // `//upload` and then `//files/{id}`.
+        .route("//upload", post(upload))
+        .route("//files/{id}", get(download))
         .fallback(not_found_handler)
+        .layer(axum::middleware::from_fn(cors))
         .with_state(app)
+}
+
+/// Any origin, method and header may call (browser SDKs upload from web pages; the payloads
+/// are encrypted and the ids unguessable): preflights are answered here, every other answer
+/// carries `Access-Control-Allow-Origin: *`.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let preflight = request.method() == axum::http::Method::OPTIONS;
+    let asked_headers = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            asked_headers.unwrap_or(HeaderValue::from_static("*")),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(86_400));
+        r
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "x-ferry-bytes, x-ferry-expires-at-ns, content-range, accept-ranges, etag",
+        ),
+    );
+    response
 }
 
 async fn health() -> &'static str {
@@ -175,17 +228,56 @@ async fn upload(
     };
     let expires_at = stored_at.checked_add(app.ttl).unwrap_or(stored_at);
     tracing::debug!(%peer, %id, bytes = total, "stored");
-    let reply = UploadReply {
-        id: id.to_string(),
-        bytes: total,
-        expires_at_ns: unix_ns(expires_at),
+    // The body is the id alone, as XMTP's history server answers; the rest in headers.
+    let mut response = (StatusCode::CREATED, id.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(BYTES_HEADER, HeaderValue::from(total));
+    h.insert(EXPIRES_HEADER, HeaderValue::from(unix_ns(expires_at)));
+    response
+}
+
+/// A strong validator of one stored payload: its id, size and time of storing. A payload
+/// replaced under the same id (which the server never does by itself) gets another one.
+fn etag(id: PayloadId, len: u64, stored_at: SystemTime) -> String {
+    format!("\"{id}-{len:x}-{:x}\"", unix_ns(stored_at))
+}
+
+/// A single byte range of `Range: bytes=...` against a payload of `len` bytes: `Some(Ok((first,
+/// last)))` (inclusive), `Some(Err(()))` when it cannot be satisfied, `None` to send it all
+/// (no header, or one this server does not serve, such as several ranges).
+fn byte_range(value: &HeaderValue, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.to_str().ok()?.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // The last `b` bytes.
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let first: u64 = a.parse().ok()?;
+        let last = if b.is_empty() {
+            len.checked_sub(1)
+        } else {
+            Some(b.parse::<u64>().ok()?.min(len.saturating_sub(1)))
+        };
+        match last {
+            Some(last) if first <= last && first < len => (first, last),
+            _ => return Some(Err(())),
+        }
     };
-    (StatusCode::CREATED, Json(reply)).into_response()
+    Some(Ok(range))
 }
 
 async fn download(
     State(app): State<Arc<App>>,
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    headers: HeaderMap,
     raw_id: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Err(wait) = app.limiter.check(peer.ip()) {
@@ -208,22 +300,62 @@ async fn download(
         return not_found();
     }
     let len = payload.len;
-    let on_complete = app
-        .delete_after_download
+    let tag = etag(id, len, payload.stored_at);
+    // A resumed download names the version it has (If-Range); another version is sent whole.
+    let same_version = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == tag.as_bytes());
+    let range = match headers.get(header::RANGE) {
+        Some(v) if same_version => byte_range(v, len),
+        _ => None,
+    };
+    let (status, first, count) = match range {
+        None => (StatusCode::OK, 0, len),
+        Some(Ok((first, last))) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
+        Some(Err(())) => {
+            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let mut payload = payload;
+    if first > 0 {
+        drop(payload);
+        payload = match app.storage.open_at(id, first).await {
+            Ok(Some(p)) if p.len == len => p,
+            Ok(_) => return not_found(),
+            Err(e) => return internal("cannot open a payload", e),
+        };
+    }
+    // With delete-after-download, only a body that reaches the payload's end completes it.
+    let on_complete = (app.delete_after_download && first + count == len)
         .then(|| (Arc::clone(&app.storage), id));
     let body = DownloadStream {
-        inner: ReaderStream::with_capacity(payload.reader.take(len), 64 * 1024),
-        remaining: len,
+        inner: ReaderStream::with_capacity(payload.reader.take(count), 64 * 1024),
+        remaining: count,
         on_complete,
     };
     let mut response = Response::new(Body::from_stream(body));
-    let headers = response.headers_mut();
-    headers.insert(
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {first}-{}/{len}", first + count - 1);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
     response
 }
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 /// A future returned by [`PayloadStorage`] and [`PayloadSink`] methods.
 pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;
@@ -122,6 +122,20 @@ pub trait PayloadStorage: Send + Sync + 'static {
     /// Opens a committed payload; `None` if there is none under `id`.
     fn open(&self, id: PayloadId) -> StorageFuture<'_, Option<StoredPayload>>;
 
+    /// Opens a committed payload with its reader at byte `offset` (for range requests); `len`
+    /// and `stored_at` still describe the whole payload. The default reads and drops the
+    /// bytes before `offset`; stores that can seek do better.
+    fn open_at(&self, id: PayloadId, offset: u64) -> StorageFuture<'_, Option<StoredPayload>> {
+        Box::pin(async move {
+            let Some(mut payload) = self.open(id).await? else {
+                return Ok(None);
+            };
+            let skip = offset.min(payload.len);
+            tokio::io::copy(&mut (&mut payload.reader).take(skip), &mut tokio::io::sink()).await?;
+            Ok(Some(payload))
+        })
+    }
+
     /// Removes a payload; `false` if there was none.
     fn remove(&self, id: PayloadId) -> StorageFuture<'_, bool>;
 
@@ -225,8 +239,12 @@ impl PayloadStorage for FolderStorage {
     }
 
     fn open(&self, id: PayloadId) -> StorageFuture<'_, Option<StoredPayload>> {
+        self.open_at(id, 0)
+    }
+
+    fn open_at(&self, id: PayloadId, offset: u64) -> StorageFuture<'_, Option<StoredPayload>> {
         Box::pin(async move {
-            let file = match tokio::fs::File::open(self.path_of(id)).await {
+            let mut file = match tokio::fs::File::open(self.path_of(id)).await {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
@@ -234,6 +252,10 @@ impl PayloadStorage for FolderStorage {
             let meta = file.metadata().await?;
             if !meta.is_file() {
                 return Ok(None);
+            }
+            if offset > 0 {
+                file.seek(std::io::SeekFrom::Start(offset.min(meta.len())))
+                    .await?;
             }
             Ok(Some(StoredPayload {
                 len: meta.len(),

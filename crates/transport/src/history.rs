@@ -10,7 +10,7 @@
 //! cannot make the client fetch from another host ([`HistoryError::ForeignHost`]).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +24,21 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 1 << 30;
 /// Longest server message kept in [`HistoryError::Rejected`] and longest upload reply read.
 const MAX_REPLY: u64 = 4096;
+/// How many times one download is resumed after its connection was lost.
+pub const RESUME_ATTEMPTS: u32 = 5;
+/// The wait before the first resume; it doubles with each next one.
+const RESUME_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The first byte of `Content-Range: bytes FIRST-LAST/LEN`.
+fn content_range_start(v: &str) -> Option<u64> {
+    v.trim()
+        .strip_prefix("bytes ")?
+        .split_once('-')?
+        .0
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// Why a call to the history server failed.
 #[derive(Debug, thiserror::Error)]
@@ -219,10 +234,13 @@ impl HistoryClient {
         if parsed.origin != self.origin {
             return Err(HistoryError::ForeignHost(url.to_string()));
         }
+        // `{base}//files/{id}` too: clients that join a base URL ending in `/` make those.
         let id = parsed
             .rest
             .strip_prefix(self.base_path.as_str())
-            .and_then(|p| p.strip_prefix("/files/"))
+            .and_then(|p| p.strip_prefix('/'))
+            .map(|p| p.trim_start_matches('/'))
+            .and_then(|p| p.strip_prefix("files/"))
             .ok_or_else(|| invalid(url, "not a history file url"))?;
         if !is_id(id) {
             return Err(invalid(url, "not a history file id"));
@@ -249,29 +267,37 @@ impl HistoryClient {
             .map_err(|e| from_ureq(&upload_url, e))?;
         let mut response = check_status(response)?;
         let status = response.status().as_u16();
+        let header_u64 = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let stored = header_u64("x-ferry-bytes");
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_REPLY)
             .read_to_string()
             .map_err(|e| from_ureq(&upload_url, e))?;
-        let reply: UploadReply =
-            serde_json::from_str(&body).map_err(|e| HistoryError::Rejected {
-                status,
-                message: format!("unreadable upload reply: {e}"),
-            })?;
-        if !is_id(&reply.id) {
-            return Err(HistoryError::Rejected {
-                status,
-                message: "upload reply has an invalid id".to_string(),
-            });
-        }
-        if reply.bytes != len {
-            return Err(HistoryError::Rejected {
-                status,
-                message: format!("server stored {} of {len} bytes", reply.bytes),
-            });
-        }
+        let body = body.trim();
+        // The id as plain text (Ferry's server and XMTP's), or the JSON of Ferry servers
+        // before they spoke XMTP's protocol.
+        let (id, stored) = if body.starts_with('{') {
+            let reply: UploadReply =
+                serde_json::from_str(body).map_err(|e| HistoryError::Rejected {
+                    status,
+                    message: format!("unreadable upload reply: {e}"),
+                })?;
+            (reply.id, Some(reply.bytes))
+        } else {
+            (body.to_string(), stored)
+        };
+        let reply = UploadReply {
+            id,
+            bytes: stored.unwrap_or(len),
+        };
         Ok(format!("{}/files/{}", self.base_url, reply.id))
     }
 
@@ -279,19 +305,14 @@ impl HistoryClient {
     /// streaming it into a temporary file beside `dest` that is synced and renamed over
     /// `dest` once complete. Refuses more than the client's maximum download size. Returns
     /// the number of bytes written.
+    ///
+    /// A connection lost midway is resumed from the bytes already here (a range request with
+    /// `If-Range`, after a short backoff, up to [`RESUME_ATTEMPTS`] times); a server that
+    /// answers with the whole file instead (it changed, or it cannot serve ranges) is read
+    /// from the start again, so two versions are never spliced. What arrives is still checked
+    /// by the archive's authenticated chunks when it is read.
     pub fn download_to(&self, url: &str, dest: &Path) -> Result<u64, HistoryError> {
         self.check_download_url(url)?;
-        let response = self.agent.get(url).call().map_err(|e| from_ureq(url, e))?;
-        let mut response = check_status(response)?;
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_download) {
-            return Err(HistoryError::TooLarge);
-        }
-
         let dir = match dest.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -317,27 +338,97 @@ impl HistoryClient {
             source,
         };
 
-        let mut reader = response.body_mut().as_reader();
+        // How many bytes of the whole are here, and which version they are of.
+        let mut have: u64 = 0;
+        let mut version: Option<String> = None;
+        let mut resumes = 0;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut total: u64 = 0;
         loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(HistoryError::Unavailable(format!("download failed: {e}"))),
-            };
-            total += n as u64;
-            if total > self.max_download {
-                return Err(HistoryError::TooLarge);
+            let mut request = self.agent.get(url);
+            if have > 0 {
+                request = request.header("range", format!("bytes={have}-"));
+                if let Some(v) = &version {
+                    request = request.header("if-range", v.as_str());
+                }
             }
-            temp.write_all(&buf[..n]).map_err(temp_err)?;
+            let interrupted = match request.call() {
+                Err(e) if have > 0 => Some(from_ureq(url, e)),
+                Err(e) => return Err(from_ureq(url, e)),
+                Ok(response) => {
+                    let mut response = check_status(response)?;
+                    let header = |name: &str| {
+                        response
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let etag = header("etag");
+                    let declared = header(CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+                    let resumed = response.status().as_u16() == 206
+                        && header("content-range")
+                            .and_then(|v| content_range_start(&v))
+                            .is_some_and(|start| start == have)
+                        && etag == version;
+                    if !resumed && have > 0 {
+                        // The whole file again (or a range we did not ask for): start over.
+                        tracing::info!(url, have, "history download restarts from the beginning");
+                        temp.as_file_mut().set_len(0).map_err(temp_err)?;
+                        temp.as_file_mut()
+                            .seek(io::SeekFrom::Start(0))
+                            .map_err(temp_err)?;
+                        have = 0;
+                        if response.status().as_u16() == 206 {
+                            resumes += 1;
+                            version = None;
+                            continue;
+                        }
+                    }
+                    version = etag;
+                    let expected = declared.map(|n| have + n);
+                    if expected.is_some_and(|n| n > self.max_download) {
+                        return Err(HistoryError::TooLarge);
+                    }
+                    let mut reader = response.body_mut().as_reader();
+                    let mut cut = None;
+                    loop {
+                        let n = match reader.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                cut = Some(HistoryError::Unavailable(format!(
+                                    "{url}: download failed: {e}"
+                                )));
+                                break;
+                            }
+                        };
+                        have += n as u64;
+                        if have > self.max_download {
+                            return Err(HistoryError::TooLarge);
+                        }
+                        temp.write_all(&buf[..n]).map_err(temp_err)?;
+                    }
+                    match (cut, expected) {
+                        (Some(e), _) => Some(e),
+                        (None, Some(n)) if have < n => Some(HistoryError::Unavailable(format!(
+                            "{url}: download ended early"
+                        ))),
+                        _ => None,
+                    }
+                }
+            };
+            match interrupted {
+                None => break,
+                Some(e) if resumes >= RESUME_ATTEMPTS => return Err(e),
+                Some(e) => {
+                    resumes += 1;
+                    tracing::info!(url, have, error = %e, resumes, "history download interrupted; resuming");
+                    std::thread::sleep(RESUME_BACKOFF * (1 << (resumes - 1).min(5)));
+                }
+            }
         }
-        if declared.is_some_and(|n| n != total) {
-            return Err(HistoryError::Unavailable(
-                "download ended early".to_string(),
-            ));
-        }
+        let total = have;
         temp.as_file().sync_all().map_err(temp_err)?;
         temp.persist(dest).map_err(|e| temp_err(e.error))?;
         sync_dir(dir);
@@ -363,8 +454,12 @@ struct UploadReply {
     bytes: u64,
 }
 
+/// A payload id: Ferry's (32 lowercase hex digits) or XMTP's (a UUID); nothing that could
+/// leave the `/files/` path.
 fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
