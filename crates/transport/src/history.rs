@@ -8,13 +8,20 @@
 //! plain host (no user info, query or fragment), and a download URL must be
 //! `{base}/files/{id}` on the same scheme, host and port as the base URL, so a sync reply
 //! cannot make the client fetch from another host ([`HistoryError::ForeignHost`]).
+//!
+//! An `https://` server's certificate is verified against the public web PKI roots, or with
+//! [`HistoryClient::with_ca`] against a deployment's own CA instead. A failed handshake is
+//! [`HistoryError::Unavailable`] naming the URL and the cause.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_tls::CaCerts;
 use ureq::http::header::CONTENT_LENGTH;
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use ureq::Agent;
 
 /// Default for [`HistoryClient::with_timeout`]: the longest wait for a connection or for the
@@ -168,6 +175,7 @@ pub struct HistoryClient {
     base_path: String,
     timeout: Duration,
     max_download: u64,
+    ca: Option<CaCerts>,
     agent: Agent,
 }
 
@@ -182,15 +190,24 @@ impl HistoryClient {
         let base_path = parsed.rest.trim_end_matches('/').to_string();
         let base_url = base_url.trim_end_matches('/').to_string();
         let origin = parsed.origin;
-        let agent = make_agent(&origin, DEFAULT_TIMEOUT);
+        let agent = make_agent(&origin, DEFAULT_TIMEOUT, None);
         Ok(HistoryClient {
             base_url,
             origin,
             base_path,
             timeout: DEFAULT_TIMEOUT,
             max_download: DEFAULT_MAX_DOWNLOAD,
+            ca: None,
             agent,
         })
+    }
+
+    /// Verifies an `https://` server against `ca`'s certificates instead of the public roots
+    /// (`None`: the public roots again).
+    pub fn with_ca(mut self, ca: Option<CaCerts>) -> HistoryClient {
+        self.ca = ca;
+        self.agent = make_agent(&self.origin, self.timeout, self.ca.as_ref());
+        self
     }
 
     /// Refuses downloads larger than `bytes`.
@@ -202,7 +219,7 @@ impl HistoryClient {
     /// The longest wait for a connection, or for the next bytes to or from the server.
     pub fn with_timeout(mut self, timeout: Duration) -> HistoryClient {
         self.timeout = timeout;
-        self.agent = make_agent(&self.origin, timeout);
+        self.agent = make_agent(&self.origin, timeout, self.ca.as_ref());
         self
     }
 
@@ -367,8 +384,24 @@ fn is_id(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
+fn make_agent(origin: &Origin, timeout: Duration, ca: Option<&CaCerts>) -> Agent {
+    let roots = match ca {
+        Some(ca) => RootCerts::Specific(Arc::new(
+            ca.certs()
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect(),
+        )),
+        None => RootCerts::WebPki,
+    };
+    // The provider is named: rustls cannot choose one itself in this dependency graph.
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(ferry_tls::crypto_provider())
+        .root_certs(roots)
+        .build();
     let mut config = Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(timeout))
@@ -385,7 +418,14 @@ fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
 fn from_ureq(url: &str, e: ureq::Error) -> HistoryError {
     match e {
         ureq::Error::BadUri(reason) => invalid(url, reason),
-        e => HistoryError::Unavailable(e.to_string()),
+        e => {
+            let tls = match &e {
+                ureq::Error::Rustls(r) => ferry_tls::tls_failure(r),
+                ureq::Error::Io(io) => ferry_tls::tls_failure(io),
+                e => ferry_tls::tls_failure(e),
+            };
+            HistoryError::Unavailable(format!("{url}: {}", tls.unwrap_or_else(|| e.to_string())))
+        }
     }
 }
 
