@@ -421,7 +421,11 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
 
 /// `ferry node`: runs the delivery node until SIGINT/SIGTERM.
 pub fn node(listen: String, db: Option<PathBuf>) -> Result<()> {
-    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
+    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig {
+        listen,
+        db,
+        tls: None,
+    })?;
     serve_until_stopped(running.addr(), || running.stop())
 }
 
