@@ -37,6 +37,7 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: Some(dir.path().join("node.db")),
+        ..Default::default()
     })?;
     let opts = |name: &str, account: AccountKey| {
         let mut o = ClientOptions::new(dir.path().join(name), node.url(), account);

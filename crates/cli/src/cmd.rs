@@ -481,7 +481,7 @@ impl From<&Message> for MessageJson {
 /// touches no network).
 fn registered_client(home: &Option<PathBuf>) -> Result<Option<ferry_sdk::Client>> {
     let dir = home_path(home.clone())?;
-    match ferry_sdk::Client::open(&dir) {
+    match crate::msg_cmd::open_installation(&dir) {
         Ok(c) => Ok(Some(c)),
         Err(ferry_sdk::Error::NotRegistered(_)) => Ok(None),
         Err(e) => Err(e.into()),
@@ -631,7 +631,7 @@ pub fn consent(home: Option<PathBuf>, c: ConsentCmd) -> Result<()> {
                 (None, None) => return Err("give --conversation ID or --inbox ID".into()),
             };
             let home = home_dir(home)?;
-            let record = match ferry_sdk::Client::open(&home) {
+            let record = match crate::msg_cmd::open_installation(&home) {
                 // An installation: the decision also goes to the inbox's other installations.
                 Ok(client) => {
                     client.set_consent(entity_type, &entity, state)?;

@@ -41,6 +41,7 @@ pub fn run(root: &Path) -> Result<()> {
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: Some(root.join("node.db")),
+        ..Default::default()
     })?;
     say(format!(
         "node listening on {} (it stores and orders ciphertext; it never sees a message)",

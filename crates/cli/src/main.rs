@@ -18,7 +18,7 @@ mod run_cmd;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,17 @@ struct Cli {
     command: Command,
 }
 
+/// A server's TLS certificate and key (both or neither).
+#[derive(Args)]
+struct ServerTlsArgs {
+    /// Serve TLS with this certificate chain (PEM, server certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a new random 32-byte archive key to OUT (mode 0600).
@@ -45,12 +56,16 @@ enum Command {
     },
     /// Register this folder as a new installation (of a new inbox, or of --account-key's).
     Init {
-        /// The delivery node, http://HOST:PORT.
+        /// The delivery node, http://HOST:PORT or https://HOST:PORT.
         #[arg(long)]
         node: String,
         /// The history server for history sync (none: history sync off).
         #[arg(long)]
         history_url: Option<String>,
+        /// CA certificate (PEM) that https:// servers must chain to, instead of the public
+        /// roots (a deployment with its own CA); kept for later commands.
+        #[arg(long, value_name = "FILE", env = "FERRY_TLS_CA")]
+        tls_ca: Option<PathBuf>,
         /// An existing inbox's account key file: add this installation to that inbox.
         #[arg(long)]
         account_key: Option<PathBuf>,
@@ -104,6 +119,8 @@ enum Command {
         /// Keep everything in memory (lost when the node stops; for tests and demos).
         #[arg(long)]
         in_memory: bool,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
     },
     /// Run the history server (HTTP) until SIGINT/SIGTERM: it keeps encrypted history
     /// archives for a short time so a new installation can fetch what another uploaded.
@@ -123,6 +140,8 @@ enum Command {
         /// Delete a payload after its first complete download.
         #[arg(long)]
         delete_after_download: bool,
+        #[command(flatten)]
+        tls: ServerTlsArgs,
     },
     /// History sync by hand: request, send an archive, list and import announced archives.
     #[command(subcommand)]
@@ -187,6 +206,7 @@ fn main() {
         Command::Init {
             node,
             history_url,
+            tls_ca,
             account_key,
             send_check_interval_ms,
             sync_check_interval_ms,
@@ -196,6 +216,7 @@ fn main() {
             msg_cmd::InitArgs {
                 node,
                 history_url,
+                tls_ca,
                 account_key,
                 send_check_interval_ms,
                 sync_check_interval_ms,
@@ -216,20 +237,26 @@ fn main() {
             listen,
             db,
             in_memory,
-        } => msg_cmd::node(listen, db, in_memory),
+            tls,
+        } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key)
+            .and_then(|tls| msg_cmd::node(listen, db, in_memory, tls)),
         Command::HistoryServer {
             listen,
             dir,
             max_bytes,
             ttl_secs,
             delete_after_download,
-        } => msg_cmd::history_server(ferry_history::HistoryConfig {
-            listen,
-            dir,
-            max_bytes,
-            ttl: std::time::Duration::from_secs(ttl_secs.max(1)),
-            delete_after_download,
-            ..Default::default()
+            tls,
+        } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key).and_then(|tls| {
+            msg_cmd::history_server(ferry_history::HistoryConfig {
+                listen,
+                dir,
+                max_bytes,
+                ttl: std::time::Duration::from_secs(ttl_secs.max(1)),
+                delete_after_download,
+                tls,
+                ..Default::default()
+            })
         }),
         Command::History(c) => history_cmd::run(home, c),
         Command::HmacKeys { json } => history_cmd::hmac_keys(home, json),

@@ -138,6 +138,8 @@ struct WhoAmI {
     node_url: String,
     history_sync_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tls_ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     account_key_file: Option<String>,
 }
 
@@ -147,6 +149,7 @@ fn whoami_of(client: &Client, account_key_file: Option<String>) -> WhoAmI {
         installation_id: hex::encode(client.installation_id()),
         node_url: client.node_url().to_string(),
         history_sync_url: client.history_sync_url(),
+        tls_ca: client.tls_ca().map(|p| p.display().to_string()),
         account_key_file,
     }
 }
@@ -154,6 +157,7 @@ fn whoami_of(client: &Client, account_key_file: Option<String>) -> WhoAmI {
 pub struct InitArgs {
     pub node: String,
     pub history_url: Option<String>,
+    pub tls_ca: Option<PathBuf>,
     pub account_key: Option<PathBuf>,
     pub send_check_interval_ms: Option<u64>,
     pub sync_check_interval_ms: Option<u64>,
@@ -163,6 +167,7 @@ pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
     let InitArgs {
         node,
         history_url,
+        tls_ca,
         account_key,
         send_check_interval_ms,
         sync_check_interval_ms,
@@ -203,6 +208,7 @@ pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
     };
     let mut options = ClientOptions::new(&home, node, account);
     options.history_sync_url = history_url.unwrap_or_default();
+    options.tls_ca = tls_ca;
     if let Some(ms) = send_check_interval_ms {
         options.send_check_interval = std::time::Duration::from_millis(ms);
     }
@@ -240,7 +246,16 @@ pub fn init(home: Option<PathBuf>, args: InitArgs, json: bool) -> Result<()> {
 /// The installation in the data folder (never creates the folder).
 pub fn open_client(home: Option<PathBuf>) -> Result<Client> {
     let home = home_path(home)?;
-    Ok(Client::open(&home)?)
+    Ok(open_installation(&home)?)
+}
+
+/// Opens the installation in `home`; `FERRY_TLS_CA`, when set, names the CA file to trust
+/// instead of the one given at `ferry init`.
+pub fn open_installation(home: &Path) -> ferry_sdk::Result<Client> {
+    match std::env::var_os("FERRY_TLS_CA").filter(|v| !v.is_empty()) {
+        Some(ca) => Client::open_with_tls_ca(home, Path::new(&ca)),
+        None => Client::open(home),
+    }
 }
 
 pub fn whoami(home: Option<PathBuf>, json: bool) -> Result<()> {
@@ -252,6 +267,9 @@ pub fn whoami(home: Option<PathBuf>, json: bool) -> Result<()> {
         println!("inbox        {}", who.inbox_id);
         println!("installation {}", who.installation_id);
         println!("node         {}", who.node_url);
+        if let Some(ca) = &who.tls_ca {
+            println!("tls ca       {ca}");
+        }
     }
     Ok(())
 }
@@ -438,10 +456,28 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
     Ok(())
 }
 
+/// `--tls-cert` and `--tls-key`: both (TLS) or neither (plain).
+pub fn server_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<ferry_node::ServerTls>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(ferry_node::ServerTls::new(cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("--tls-cert needs --tls-key (the certificate's private key)".into()),
+        (None, Some(_)) => Err("--tls-key needs --tls-cert (the certificate chain)".into()),
+    }
+}
+
 /// `ferry node`: runs the delivery node until SIGINT/SIGTERM. Its data goes to `--db`, else
 /// to `node.db` in its data folder (`$FERRY_NODE_DATA`, else `~/.ferry-node`); only
 /// `--in-memory` keeps it in memory. The second line of output says where it is.
-pub fn node(listen: String, db: Option<PathBuf>, in_memory: bool) -> Result<()> {
+pub fn node(
+    listen: String,
+    db: Option<PathBuf>,
+    in_memory: bool,
+    tls: Option<ferry_node::ServerTls>,
+) -> Result<()> {
     let db = match (db, in_memory) {
         (_, true) => None,
         (Some(db), false) => Some(db),
@@ -463,7 +499,7 @@ pub fn node(listen: String, db: Option<PathBuf>, in_memory: bool) -> Result<()> 
         Some(p) => format!("data in {}", p.display()),
         None => "data in memory (lost when the node stops)".to_string(),
     };
-    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db })?;
+    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db, tls })?;
     serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }
 

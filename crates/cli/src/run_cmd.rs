@@ -20,7 +20,7 @@ pub fn run(home: Option<PathBuf>, check_every: Duration) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let online = match ferry_sdk::Client::open(&home) {
+    let online = match crate::msg_cmd::open_installation(&home) {
         Ok(client) => {
             let messages = client.stream();
             let worker = client.start_worker();

@@ -36,6 +36,12 @@
 //! headers must also arrive within the idle timeout, and idle keep-alive connections are
 //! closed after it.
 //!
+//! # TLS
+//!
+//! With [`HistoryConfig::tls`] (a certificate chain and key, PEM files) the server speaks
+//! HTTPS: each connection's TLS handshake must finish within the idle timeout, then the
+//! same HTTP/1.1 service runs over it, with the same limits.
+//!
 //! Run it in-process with [`RunningHistoryServer`] (its own thread and runtime) or with
 //! [`serve`] on a runtime of your own.
 
@@ -58,6 +64,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
+pub use ferry_tls::{ServerTls, TlsError};
 pub use server::UploadReply;
 pub use storage::{
     FolderStorage, InvalidPayloadId, PayloadId, PayloadSink, PayloadStorage, StorageFuture,
@@ -104,6 +111,9 @@ pub enum HistoryServerError {
     /// The server's thread or runtime could not be started.
     #[error("cannot start the history server's runtime: {0}")]
     Runtime(#[source] io::Error),
+    /// The TLS certificate or key could not be used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// How a history server listens, where it keeps payloads and its limits.
@@ -123,8 +133,11 @@ pub struct HistoryConfig {
     /// `0` turns the limit off.
     pub requests_per_minute: u32,
     /// Longest wait for the next bytes of a request (headers or upload body), and longest
-    /// idle time of a keep-alive connection.
+    /// idle time of a keep-alive connection. Also bounds a TLS handshake.
     pub idle_timeout: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM files, read at start); `None`
+    /// serves plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for HistoryConfig {
@@ -137,6 +150,7 @@ impl Default for HistoryConfig {
             delete_after_download: false,
             requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -171,10 +185,11 @@ impl HistoryConfig {
 
 /// Serves the history API on `listener` until `shutdown` completes.
 ///
-/// Uses the limits of `config` (its `listen` and `dir` are ignored: the listener and the
-/// storage are given). Sweeps expired payloads first and then periodically. On shutdown it
-/// stops accepting, lets requests in progress finish for up to [`SHUTDOWN_GRACE`] and
-/// returns; connections still open then are left to the caller's runtime to drop.
+/// Uses the limits and the TLS files of `config` (its `listen` and `dir` are ignored: the
+/// listener and the storage are given). Sweeps expired payloads first and then periodically.
+/// On shutdown it stops accepting, lets requests in progress finish for up to
+/// [`SHUTDOWN_GRACE`] and returns; connections still open then are left to the caller's
+/// runtime to drop.
 pub async fn serve(
     listener: TcpListener,
     storage: Arc<dyn PayloadStorage>,
@@ -182,6 +197,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), HistoryServerError> {
     config.validate()?;
+    let acceptor = tls_acceptor(config)?;
+    serve_with(listener, storage, config, acceptor, shutdown).await
+}
+
+fn tls_acceptor(
+    config: &HistoryConfig,
+) -> Result<Option<ferry_tls::tokio_rustls::TlsAcceptor>, HistoryServerError> {
+    match &config.tls {
+        Some(tls) => Ok(Some(tls.acceptor(&[ferry_tls::ALPN_HTTP_1_1])?)),
+        None => Ok(None),
+    }
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    storage: Arc<dyn PayloadStorage>,
+    config: &HistoryConfig,
+    acceptor: Option<ferry_tls::tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), HistoryServerError> {
     let app = Arc::new(server::App::new(config, Arc::clone(&storage)));
     sweep(&app).await;
     let sweeper = {
@@ -221,12 +256,36 @@ pub async fn serve(
             req.extensions_mut().insert(server::PeerAddr(peer));
             router.clone().call(req)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match &acceptor {
+            None => {
+                let connection =
+                    graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs on the connection's task, so a slow client holds up
+                // nobody; it gets the idle timeout, like request headers.
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let handshake_timeout = config.idle_timeout;
+                tokio::spawn(async move {
+                    let Some(tls) =
+                        ferry_tls::handshake(&acceptor, stream, peer, handshake_timeout).await
+                    else {
+                        return;
+                    };
+                    let connection = http.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     tracing::info!("history server shutting down");
     drop(listener);
@@ -258,6 +317,7 @@ async fn sweep(app: &server::App) {
 /// also shuts it down.
 pub struct RunningHistoryServer {
     addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -284,6 +344,8 @@ impl RunningHistoryServer {
         storage: Arc<dyn PayloadStorage>,
     ) -> Result<RunningHistoryServer, HistoryServerError> {
         config.validate()?;
+        let acceptor = tls_acceptor(&config)?;
+        let tls = acceptor.is_some();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ferry-history-worker")
@@ -316,7 +378,8 @@ impl RunningHistoryServer {
                         // A dropped sender also means stop.
                         let _ = stop_rx.await;
                     };
-                    if let Err(e) = serve(listener, storage, &config, shutdown).await {
+                    let served = serve_with(listener, storage, &config, acceptor, shutdown);
+                    if let Err(e) = served.await {
                         tracing::error!(error = %e, "history server stopped with an error");
                     }
                 });
@@ -338,9 +401,10 @@ impl RunningHistoryServer {
                 )));
             }
         };
-        tracing::info!(%addr, "history server listening");
+        tracing::info!(%addr, tls, "history server listening");
         Ok(RunningHistoryServer {
             addr,
+            tls,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -351,9 +415,16 @@ impl RunningHistoryServer {
         self.addr
     }
 
-    /// The server's base URL, e.g. `http://127.0.0.1:8080`.
+    /// The server's base URL, e.g. `http://127.0.0.1:8080`, or `https://127.0.0.1:8080` with
+    /// TLS (the certificate must then name the IP address).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Shuts the server down and waits for its thread (at most about

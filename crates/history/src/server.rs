@@ -330,8 +330,8 @@ async fn download(
         };
     }
     // With delete-after-download, only a body that reaches the payload's end completes it.
-    let on_complete = (app.delete_after_download && first + count == len)
-        .then(|| (Arc::clone(&app.storage), id));
+    let on_complete =
+        (app.delete_after_download && first + count == len).then(|| (Arc::clone(&app.storage), id));
     let body = DownloadStream {
         inner: ReaderStream::with_capacity(payload.reader.take(count), 64 * 1024),
         remaining: count,

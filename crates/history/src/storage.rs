@@ -131,7 +131,11 @@ pub trait PayloadStorage: Send + Sync + 'static {
                 return Ok(None);
             };
             let skip = offset.min(payload.len);
-            tokio::io::copy(&mut (&mut payload.reader).take(skip), &mut tokio::io::sink()).await?;
+            tokio::io::copy(
+                &mut (&mut payload.reader).take(skip),
+                &mut tokio::io::sink(),
+            )
+            .await?;
             Ok(Some(payload))
         })
     }

@@ -26,6 +26,9 @@
 //!
 //! Run it in-process with [`RunningNode`] (its own thread and runtime) or with [`serve`] on a
 //! runtime of your own.
+//!
+//! **TLS.** With [`NodeConfig::tls`] (a certificate chain and key, PEM files) the node serves
+//! gRPC over TLS (rustls, ALPN `h2`; see [`serve_tls`]) and clients use `https://` URLs.
 
 mod service;
 mod storage;
@@ -42,6 +45,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
+
+pub use ferry_tls::{ServerTls, TlsError};
 
 pub use service::{
     ResponseStream, DEFAULT_QUERY_LIMIT, MAX_IDS_PER_REQUEST, MAX_KEY_PACKAGE_BYTES,
@@ -72,6 +77,9 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS certificate or key could not be used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl From<rusqlite::Error> for NodeError {
@@ -87,6 +95,9 @@ pub struct NodeConfig {
     pub listen: String,
     /// SQLite database file; `None` keeps everything in memory.
     pub db: Option<PathBuf>,
+    /// Serve gRPC over TLS with this certificate chain and key (PEM files, read at start);
+    /// `None` serves plain HTTP/2.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +105,7 @@ impl Default for NodeConfig {
         NodeConfig {
             listen: "127.0.0.1:0".to_string(),
             db: None,
+            tls: None,
         }
     }
 }
@@ -107,14 +119,6 @@ pub async fn serve(
     storage: Arc<dyn NodeStorage>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let svc = service::NodeService::new(storage, stop_rx);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("node shutting down");
-        // Ends the subscription streams, so that the graceful shutdown does not wait on them.
-        let _ = stop_tx.send(true);
-    };
     // Small responses go out at once: without TCP_NODELAY, a response written in two parts
     // waits for the client's delayed ACK (about 40 ms on Linux).
     let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -123,6 +127,51 @@ pub async fn serve(
         }
         conn
     });
+    serve_incoming(incoming, storage, shutdown).await
+}
+
+/// Like [`serve`], over TLS: each connection's handshake (bounded by
+/// [`ferry_tls::DEFAULT_HANDSHAKE_TIMEOUT`]) runs on a task of its own before gRPC sees it.
+/// Make `acceptor` with [`ServerTls::acceptor`] and ALPN [`ferry_tls::ALPN_H2`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: ferry_tls::tokio_rustls::TlsAcceptor,
+    storage: Arc<dyn NodeStorage>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let incoming = ferry_tls::incoming(
+        listener,
+        acceptor,
+        ferry_tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        true,
+    );
+    serve_incoming(incoming, storage, shutdown).await
+}
+
+async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    storage: Arc<dyn NodeStorage>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let svc = service::NodeService::new(storage, stop_rx);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("node shutting down");
+        // Ends the subscription streams, so that the graceful shutdown does not wait on them.
+        let _ = stop_tx.send(true);
+    };
     tonic::transport::Server::builder()
         .add_service(NodeServer::new(svc))
         .serve_with_incoming_shutdown(incoming, signal)
@@ -136,13 +185,20 @@ pub async fn serve(
 /// also shuts it down.
 pub struct RunningNode {
     addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
-    /// Opens the storage, binds the listen address and starts serving; returns once bound.
+    /// Reads the TLS files (if any), opens the storage, binds the listen address and starts
+    /// serving; returns once bound.
     pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let acceptor = match &config.tls {
+            Some(tls) => Some(tls.acceptor(&[ferry_tls::ALPN_H2])?),
+            None => None,
+        };
+        let tls = acceptor.is_some();
         let storage: Arc<dyn NodeStorage> = match &config.db {
             Some(path) => Arc::new(SqliteStorage::open(path)?),
             None => Arc::new(SqliteStorage::in_memory()?),
@@ -180,7 +236,11 @@ impl RunningNode {
                         // A dropped sender also means stop.
                         let _ = stop_rx.await;
                     };
-                    if let Err(e) = serve(listener, storage, shutdown).await {
+                    let served = match acceptor {
+                        Some(acceptor) => serve_tls(listener, acceptor, storage, shutdown).await,
+                        None => serve(listener, storage, shutdown).await,
+                    };
+                    if let Err(e) = served {
                         tracing::error!(error = %e, "node stopped with an error");
                     }
                 });
@@ -202,9 +262,10 @@ impl RunningNode {
                 )));
             }
         };
-        tracing::info!(%addr, "node listening");
+        tracing::info!(%addr, tls, "node listening");
         Ok(RunningNode {
             addr,
+            tls,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -215,9 +276,16 @@ impl RunningNode {
         self.addr
     }
 
-    /// The node's URL for gRPC clients, e.g. `http://127.0.0.1:50051`.
+    /// The node's URL for gRPC clients, e.g. `http://127.0.0.1:50051`, or
+    /// `https://127.0.0.1:50051` with TLS (the certificate must then name the IP address).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the node serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Shuts the node down gracefully and waits for its thread.

@@ -18,6 +18,7 @@ async fn start(db: Option<PathBuf>) -> RunningNode {
         RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
             db,
+            ..Default::default()
         })
         .expect("node starts")
     })
@@ -711,6 +712,7 @@ fn start_errors_name_the_address_and_the_path() {
     let err = RunningNode::start(NodeConfig {
         listen: first.addr().to_string(),
         db: None,
+        ..Default::default()
     })
     .unwrap_err();
     assert!(matches!(err, NodeError::Bind { .. }), "{err:?}");
@@ -722,6 +724,7 @@ fn start_errors_name_the_address_and_the_path() {
     let err = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: Some(path.clone()),
+        ..Default::default()
     })
     .unwrap_err();
     assert!(

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: None,
+        ..Default::default()
     })?;
     let dir = tempfile::tempdir()?;
 

@@ -68,6 +68,9 @@ pub enum Error {
     NoSuchArchive(String),
     #[error("history server: {0}")]
     History(#[from] ferry_transport::HistoryError),
+    /// A TLS CA file that cannot be used (the error names it).
+    #[error("{0}")]
+    Tls(#[from] ferry_transport::TlsError),
     /// An archive of another inbox: its conversations could never become active here.
     #[error("archive belongs to inbox {archive_inbox}, not to this installation's inbox {inbox}")]
     ForeignArchive {

@@ -33,6 +33,7 @@ impl Net {
         let node = RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
             db: db.clone(),
+            ..Default::default()
         })
         .unwrap();
         Net { node, dir, db }
@@ -621,6 +622,7 @@ fn a_node_restart_mid_conversation_loses_nothing() {
     let node = RunningNode::start(NodeConfig {
         listen: addr.to_string(),
         db,
+        ..Default::default()
     })
     .unwrap();
     g.send("three").unwrap();

@@ -27,6 +27,7 @@ impl Net {
             node: RunningNode::start(NodeConfig {
                 listen: "127.0.0.1:0".into(),
                 db: None,
+                ..Default::default()
             })
             .unwrap(),
             dir: tempfile::tempdir().unwrap(),

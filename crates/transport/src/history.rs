@@ -8,13 +8,20 @@
 //! plain host (no user info, query or fragment), and a download URL must be
 //! `{base}/files/{id}` on the same scheme, host and port as the base URL, so a sync reply
 //! cannot make the client fetch from another host ([`HistoryError::ForeignHost`]).
+//!
+//! An `https://` server's certificate is verified against the public web PKI roots, or with
+//! [`HistoryClient::with_ca`] against a deployment's own CA instead. A failed handshake is
+//! [`HistoryError::Unavailable`] naming the URL and the cause.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_tls::CaCerts;
 use ureq::http::header::CONTENT_LENGTH;
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use ureq::Agent;
 
 /// Default for [`HistoryClient::with_timeout`]: the longest wait for a connection or for the
@@ -183,6 +190,7 @@ pub struct HistoryClient {
     base_path: String,
     timeout: Duration,
     max_download: u64,
+    ca: Option<CaCerts>,
     agent: Agent,
 }
 
@@ -197,15 +205,24 @@ impl HistoryClient {
         let base_path = parsed.rest.trim_end_matches('/').to_string();
         let base_url = base_url.trim_end_matches('/').to_string();
         let origin = parsed.origin;
-        let agent = make_agent(&origin, DEFAULT_TIMEOUT);
+        let agent = make_agent(&origin, DEFAULT_TIMEOUT, None);
         Ok(HistoryClient {
             base_url,
             origin,
             base_path,
             timeout: DEFAULT_TIMEOUT,
             max_download: DEFAULT_MAX_DOWNLOAD,
+            ca: None,
             agent,
         })
+    }
+
+    /// Verifies an `https://` server against `ca`'s certificates instead of the public roots
+    /// (`None`: the public roots again).
+    pub fn with_ca(mut self, ca: Option<CaCerts>) -> HistoryClient {
+        self.ca = ca;
+        self.agent = make_agent(&self.origin, self.timeout, self.ca.as_ref());
+        self
     }
 
     /// Refuses downloads larger than `bytes`.
@@ -217,7 +234,7 @@ impl HistoryClient {
     /// The longest wait for a connection, or for the next bytes to or from the server.
     pub fn with_timeout(mut self, timeout: Duration) -> HistoryClient {
         self.timeout = timeout;
-        self.agent = make_agent(&self.origin, timeout);
+        self.agent = make_agent(&self.origin, timeout, self.ca.as_ref());
         self
     }
 
@@ -230,6 +247,12 @@ impl HistoryClient {
     /// and port as the base URL, and the path `{base path}/files/{id}` with a lowercase hex
     /// id.
     pub fn check_download_url(&self, url: &str) -> Result<(), HistoryError> {
+        self.canonical_download_url(url).map(|_| ())
+    }
+
+    /// The download URL checked and written the one way this client asks for it:
+    /// `{base}/files/{id}`.
+    fn canonical_download_url(&self, url: &str) -> Result<String, HistoryError> {
         let parsed = parse_url(url)?;
         if parsed.origin != self.origin {
             return Err(HistoryError::ForeignHost(url.to_string()));
@@ -245,7 +268,7 @@ impl HistoryClient {
         if !is_id(id) {
             return Err(invalid(url, "not a history file id"));
         }
-        Ok(())
+        Ok(format!("{}/files/{id}", self.base_url))
     }
 
     /// Uploads the file at `path`, streaming it; returns its download URL
@@ -312,7 +335,7 @@ impl HistoryClient {
     /// from the start again, so two versions are never spliced. What arrives is still checked
     /// by the archive's authenticated chunks when it is read.
     pub fn download_to(&self, url: &str, dest: &Path) -> Result<u64, HistoryError> {
-        self.check_download_url(url)?;
+        let url = &self.canonical_download_url(url)?;
         let dir = match dest.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -364,7 +387,8 @@ impl HistoryClient {
                             .map(str::to_string)
                     };
                     let etag = header("etag");
-                    let declared = header(CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+                    let declared =
+                        header(CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
                     let resumed = response.status().as_u16() == 206
                         && header("content-range")
                             .and_then(|v| content_range_start(&v))
@@ -437,7 +461,8 @@ impl HistoryClient {
 
     /// Asks the server whether it is up.
     pub fn health(&self) -> Result<(), HistoryError> {
-        let health_url = format!("{}/health", self.base_url);
+        // `GET {base}/`: the health check of XMTP's server and of Ferry's.
+        let health_url = format!("{}/", self.base_url);
         let response = self
             .agent
             .get(&health_url)
@@ -457,13 +482,27 @@ struct UploadReply {
 /// A payload id: Ferry's (32 lowercase hex digits) or XMTP's (a UUID); nothing that could
 /// leave the `/files/` path.
 fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
+fn make_agent(origin: &Origin, timeout: Duration, ca: Option<&CaCerts>) -> Agent {
+    let roots = match ca {
+        Some(ca) => RootCerts::Specific(Arc::new(
+            ca.certs()
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect(),
+        )),
+        None => RootCerts::WebPki,
+    };
+    // The provider is named: rustls cannot choose one itself in this dependency graph.
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(ferry_tls::crypto_provider())
+        .root_certs(roots)
+        .build();
     let mut config = Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(timeout))
@@ -480,8 +519,14 @@ fn make_agent(origin: &Origin, timeout: Duration) -> Agent {
 fn from_ureq(url: &str, e: ureq::Error) -> HistoryError {
     match e {
         ureq::Error::BadUri(reason) => invalid(url, reason),
-        // The URL tried, so a dead or wrong server is named.
-        e => HistoryError::Unavailable(format!("{url}: {e}")),
+        e => {
+            let tls = match &e {
+                ureq::Error::Rustls(r) => ferry_tls::tls_failure(r),
+                ureq::Error::Io(io) => ferry_tls::tls_failure(io),
+                e => ferry_tls::tls_failure(e),
+            };
+            HistoryError::Unavailable(format!("{url}: {}", tls.unwrap_or_else(|| e.to_string())))
+        }
     }
 }
 

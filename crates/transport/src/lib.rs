@@ -8,6 +8,14 @@
 //!
 //! The node is not trusted: it stores and orders opaque bytes. Clients verify identity logs
 //! and MLS messages themselves.
+//!
+//! **TLS.** An `https://` node URL (and history server URL) is reached over TLS (rustls, ring)
+//! and the server's certificate is verified: against the CA certificates of a [`CaCerts`]
+//! when one is given (a deployment with its own CA), else against the public web PKI roots
+//! (Mozilla's, bundled by `webpki-roots`, so it works the same on every machine, with or
+//! without an OS certificate store). A failed handshake is a
+//! [`TransportError::Unavailable`] naming the URL and what was wrong with the certificate.
+//! `http://` URLs stay plain.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,12 +30,13 @@ use ferry_proto::node::{
     SendGroupMessagesRequest, SendWelcomesRequest, SubscribeGroupMessagesRequest,
     SubscribeWelcomesRequest, UploadKeyPackageRequest, Welcome, WelcomeInput,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 pub mod history;
 
 pub use ferry_proto::node;
+pub use ferry_tls::{CaCerts, TlsError};
 pub use history::{HistoryClient, HistoryError};
 
 /// Why a call to the node failed.
@@ -54,16 +63,6 @@ pub enum TransportError {
 }
 
 pub type Result<T, E = TransportError> = std::result::Result<T, E>;
-
-impl TransportError {
-    /// Names the node that could not be reached, so the message says which URL was tried.
-    fn at(self, url: &str) -> Self {
-        match self {
-            TransportError::Unavailable(m) => TransportError::Unavailable(format!("{url}: {m}")),
-            e => e,
-        }
-    }
-}
 
 impl From<tonic::Status> for TransportError {
     fn from(s: tonic::Status) -> Self {
@@ -182,9 +181,16 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GrpcTransport {
-    /// A transport to the node at `url` (`http://host:port`). Connects lazily: a dead node
-    /// shows up as [`TransportError::Unavailable`] on the first call, not here.
+    /// A transport to the node at `url` (`http://host:port`, or `https://host:port` verified
+    /// against the public roots). Connects lazily: a dead node shows up as
+    /// [`TransportError::Unavailable`] on the first call, not here.
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_ca(url, None)
+    }
+
+    /// Like [`connect`](Self::connect); an `https://` node's certificate must then chain to
+    /// one of `ca`'s certificates (instead of a public root). `ca` is ignored for `http://`.
+    pub fn connect_with_ca(url: &str, ca: Option<&CaCerts>) -> Result<Self> {
         let invalid = |reason: String| TransportError::InvalidUrl {
             url: url.to_string(),
             reason,
@@ -198,10 +204,20 @@ impl GrpcTransport {
             .enable_all()
             .build()
             .map_err(|e| TransportError::Unavailable(format!("cannot start runtime: {e}")))?;
-        let endpoint = Endpoint::from_shared(url.to_string())
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| invalid(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let tls = match ca {
+                Some(ca) => ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem())),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(tls.timeout(CONNECT_TIMEOUT))
+                .map_err(|e| invalid(error_chain(&e)))?;
+        }
         let channel = {
             let _guard = runtime.enter();
             endpoint.connect_lazy()
@@ -217,24 +233,40 @@ impl GrpcTransport {
         &self.url
     }
 
+    /// A failed call's error; one that may be the connection's names the URL and the cause.
+    fn error(&self, status: tonic::Status) -> TransportError {
+        let detail = ferry_tls::tls_failure(&status).unwrap_or_else(|| status_chain(&status));
+        // An internal error with a source was made here from a broken connection (e.g. a
+        // plain client at a TLS port), not answered by the node.
+        let broken_connection =
+            status.code() == Code::Internal && std::error::Error::source(&status).is_some();
+        match TransportError::from(status) {
+            TransportError::Unavailable(_) => {
+                TransportError::Unavailable(format!("{}: {detail}", self.url))
+            }
+            _ if broken_connection => {
+                TransportError::Unavailable(format!("{}: {detail}", self.url))
+            }
+            other => other,
+        }
+    }
+
     fn call<T, F>(&self, f: impl FnOnce(NodeClient<Channel>) -> F) -> Result<T>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client.clone();
         let started = std::time::Instant::now();
-        let out = self
-            .runtime
-            .block_on(async move {
-                match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
-                    Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
-                    Err(_) => Err(TransportError::Unavailable(format!(
-                        "no answer within {} s",
-                        CALL_TIMEOUT.as_secs()
-                    ))),
-                }
-            })
-            .map_err(|e| e.at(&self.url));
+        let out = self.runtime.block_on(async move {
+            match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
+                Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
+                Err(_) => Err(TransportError::Unavailable(format!(
+                    "{}: no answer within {} s",
+                    self.url,
+                    CALL_TIMEOUT.as_secs()
+                ))),
+            }
+        });
         tracing::trace!(
             call = std::any::type_name::<T>(),
             micros = started.elapsed().as_micros() as u64,
@@ -251,15 +283,15 @@ impl GrpcTransport {
             > + Send
             + 'static,
     ) -> Result<Subscription<T>> {
-        let mut stream = self
-            .runtime
-            .block_on(async move {
-                match tokio::time::timeout(CALL_TIMEOUT, open).await {
-                    Ok(r) => r.map(|r| r.into_inner()).map_err(TransportError::from),
-                    Err(_) => Err(TransportError::Unavailable("subscribe timed out".into())),
-                }
-            })
-            .map_err(|e| e.at(&self.url))?;
+        let mut stream = self.runtime.block_on(async move {
+            match tokio::time::timeout(CALL_TIMEOUT, open).await {
+                Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
+                Err(_) => Err(TransportError::Unavailable(format!(
+                    "{}: subscribe timed out",
+                    self.url
+                ))),
+            }
+        })?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
@@ -284,6 +316,36 @@ impl GrpcTransport {
         });
         Ok(Subscription { rx, stop })
     }
+}
+
+/// `err` and its sources on one line, skipping a source whose text the previous one already
+/// shows.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    chain_from(err.to_string(), err.source())
+}
+
+/// A status's message and its sources (its own `Display` is made for debugging).
+fn status_chain(status: &tonic::Status) -> String {
+    let message = match status.message() {
+        "" => format!("{:?}", status.code()),
+        m => m.to_string(),
+    };
+    chain_from(message, std::error::Error::source(status))
+}
+
+fn chain_from(first: String, mut next: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut out = first;
+    let mut last = out.clone();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !last.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+        next = e.source();
+    }
+    out
 }
 
 impl Transport for GrpcTransport {

@@ -30,7 +30,7 @@ use ferry_store::{
     ConsentEntity, ConsentRecord, ConsentState, ConversationFilter, ConversationKind, Message,
     MessageFilter, MessageKind,
 };
-use ferry_transport::{HistoryClient, HistoryError};
+use ferry_transport::HistoryError;
 use prost::Message as _;
 use rand::RngCore;
 use serde::Serialize;
@@ -1110,7 +1110,7 @@ impl Client {
             },
             &Control::new(),
         )?;
-        let url = HistoryClient::new(&self.history_sync_url())?.upload_file(&path)?;
+        let url = self.history_client()?.upload_file(&path)?;
         self.secure_sync_group(group)?;
         self.send_sync_payload(
             group,
@@ -1148,7 +1148,7 @@ impl Client {
         let key = ArchiveKey::from_bytes(key)?;
         let dir = self.scratch_dir()?;
         let dest = dir.path().join("history.ferry");
-        HistoryClient::new(&base)?.download_to(url, &dest)?;
+        self.history_client()?.download_to(url, &dest)?;
         let report = self.import_archive(&dest, &key, &Control::new())?;
         {
             let store = self.store();

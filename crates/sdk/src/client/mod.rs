@@ -32,7 +32,7 @@ use ferry_mls::{Identity, Provider};
 use ferry_store::{
     ConsentEntity, ConsentRecord, ConsentState, Conversation, ConversationKind, Message, Store,
 };
-use ferry_transport::{GrpcTransport, Transport};
+use ferry_transport::{CaCerts, GrpcTransport, HistoryClient, Transport};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -62,10 +62,15 @@ pub enum AccountKey {
 pub struct ClientOptions {
     /// The installation's data folder (created if missing); the store is `<home>/ferry.db`.
     pub home: PathBuf,
-    /// The delivery node, `http://host:port`.
+    /// The delivery node, `http://host:port` or `https://host:port`.
     pub node_url: String,
     /// The history server for history sync; empty turns history sync off.
     pub history_sync_url: String,
+    /// A CA certificate file (PEM): `https://` node and history servers must present a
+    /// certificate this CA signed, instead of one from a public root (for deployments with
+    /// their own CA). Kept in the store (its absolute path) and used whenever the
+    /// installation is opened.
+    pub tls_ca: Option<PathBuf>,
     pub account: AccountKey,
     pub send_check_interval: Duration,
     pub sync_check_interval: Duration,
@@ -77,6 +82,7 @@ impl ClientOptions {
             home: home.into(),
             node_url: node_url.into(),
             history_sync_url: String::new(),
+            tls_ca: None,
             account,
             send_check_interval: DEFAULT_SEND_CHECK_INTERVAL,
             sync_check_interval: DEFAULT_SYNC_CHECK_INTERVAL,
@@ -146,6 +152,8 @@ struct Inner {
     node_url: String,
     /// Changeable while the client is shared ([`Client::set_history_sync_url`]).
     history_sync_url: RwLock<String>,
+    /// The CA that https servers must chain to (`None`: the public roots).
+    tls_ca: Option<CaCerts>,
     /// Milliseconds (atomics, so they can change while the client is shared).
     send_check_ms: AtomicU64,
     sync_check_ms: AtomicU64,
@@ -164,6 +172,8 @@ const S_INBOX: &str = "inbox_id";
 const S_INSTALLATION: &str = "installation_id";
 const S_NODE: &str = "client.node_url";
 const S_HISTORY: &str = "client.history_sync_url";
+/// The CA certificate file for https servers (absolute path; absent or empty: public roots).
+const S_TLS_CA: &str = "client.tls_ca";
 const S_SEND_CHECK_MS: &str = "client.send_check_interval_ms";
 const S_SYNC_CHECK_MS: &str = "client.sync_check_interval_ms";
 /// This inbox's installations as last seen (hex, comma-separated).
@@ -211,7 +221,19 @@ impl Client {
             return Err(Error::AlreadyRegistered(options.home.clone()));
         }
         ferry_mls::migrate(store.conn_mut())?;
-        let transport: Arc<dyn Transport> = Arc::new(GrpcTransport::connect(&options.node_url)?);
+        let tls_ca = match &options.tls_ca {
+            Some(path) => {
+                let ca = CaCerts::from_file(path)?;
+                // Later opens may run in another working directory.
+                let absolute = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+                Some((ca, absolute))
+            }
+            None => None,
+        };
+        let transport: Arc<dyn Transport> = Arc::new(GrpcTransport::connect_with_ca(
+            &options.node_url,
+            tls_ca.as_ref().map(|(ca, _)| ca),
+        )?);
 
         let (account, new_key) = match &options.account {
             AccountKey::New => {
@@ -265,6 +287,9 @@ impl Client {
         }
         store.set_setting(S_NODE, options.node_url.as_bytes())?;
         store.set_setting(S_HISTORY, options.history_sync_url.as_bytes())?;
+        if let Some((_, path)) = &tls_ca {
+            store.set_setting(S_TLS_CA, path.as_os_str().as_encoded_bytes())?;
+        }
         store.set_setting(
             S_SEND_CHECK_MS,
             options
@@ -290,7 +315,7 @@ impl Client {
         }
         // Last: its presence means "registered".
         store.set_setting(S_INSTALLATION, &installation_id)?;
-        let client = Self::from_parts(store, transport)?;
+        let client = Self::from_parts(store, transport, tls_ca.map(|(ca, _)| ca))?;
         // A new installation with history sync on asks its inbox's others for history (they
         // answer when they next sync); failing to ask is no reason to fail registering.
         // (A new inbox's first installation has nobody to ask.)
@@ -306,8 +331,19 @@ impl Client {
         })
     }
 
-    /// Opens the installation in `home`, connecting to the node it was registered with.
+    /// Opens the installation in `home`, connecting to the node it was registered with (and
+    /// trusting the CA file it was registered with, if any).
     pub fn open(home: &Path) -> Result<Client> {
+        Self::open_inner(home, None)
+    }
+
+    /// Like [`open`](Self::open), trusting the CA certificate file `tls_ca` for this client
+    /// instead of the one kept in the store (which stays as it is).
+    pub fn open_with_tls_ca(home: &Path, tls_ca: &Path) -> Result<Client> {
+        Self::open_inner(home, Some(tls_ca))
+    }
+
+    fn open_inner(home: &Path, tls_ca: Option<&Path>) -> Result<Client> {
         let path = store_path(home);
         if !path.exists() {
             return Err(Error::NotRegistered(home.to_path_buf()));
@@ -316,18 +352,28 @@ impl Client {
         let url = setting_string(&store, S_NODE)?
             .ok_or_else(|| Error::NotRegistered(home.to_path_buf()))?;
         ferry_mls::migrate(store.conn_mut())?;
-        let transport: Arc<dyn Transport> = Arc::new(GrpcTransport::connect(&url)?);
-        Self::from_parts(store, transport)
+        let tls_ca = match tls_ca {
+            Some(path) => Some(CaCerts::from_file(path)?),
+            None => stored_tls_ca(&store)?,
+        };
+        let transport: Arc<dyn Transport> =
+            Arc::new(GrpcTransport::connect_with_ca(&url, tls_ca.as_ref())?);
+        Self::from_parts(store, transport, tls_ca)
     }
 
     /// Opens the installation in `home` over a transport of the caller's.
     pub fn open_with(home: &Path, transport: Arc<dyn Transport>) -> Result<Client> {
         let mut store = Store::open(store_path(home))?;
         ferry_mls::migrate(store.conn_mut())?;
-        Self::from_parts(store, transport)
+        let tls_ca = stored_tls_ca(&store)?;
+        Self::from_parts(store, transport, tls_ca)
     }
 
-    fn from_parts(store: Store, transport: Arc<dyn Transport>) -> Result<Client> {
+    fn from_parts(
+        store: Store,
+        transport: Arc<dyn Transport>,
+        tls_ca: Option<CaCerts>,
+    ) -> Result<Client> {
         let home = store
             .path()
             .and_then(|p| p.parent())
@@ -349,6 +395,7 @@ impl Client {
         let inner = Inner {
             node_url: setting_string(&store, S_NODE)?.unwrap_or_default(),
             history_sync_url: RwLock::new(setting_string(&store, S_HISTORY)?.unwrap_or_default()),
+            tls_ca,
             send_check_ms: AtomicU64::new(
                 ms(S_SEND_CHECK_MS, DEFAULT_SEND_CHECK_INTERVAL)?.as_millis() as u64,
             ),
@@ -426,6 +473,16 @@ impl Client {
 
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.transport
+    }
+
+    /// The CA certificate file that https servers must chain to (`None`: the public roots).
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.inner.tls_ca.as_ref().map(CaCerts::path)
+    }
+
+    /// A client for this installation's history server, trusting what the node client trusts.
+    pub(crate) fn history_client(&self) -> Result<HistoryClient> {
+        Ok(HistoryClient::new(&self.history_sync_url())?.with_ca(self.inner.tls_ca.clone()))
     }
 
     /// Sets the intervals of the member checks (see [`Group::add_missing_installations`]),
@@ -607,6 +664,14 @@ impl Client {
 
     pub fn consent_list(&self) -> Result<Vec<ConsentRecord>> {
         Ok(self.store().consent_list()?)
+    }
+}
+
+/// The CA file kept at registration, read now (an error names the file when it is gone).
+fn stored_tls_ca(store: &Store) -> Result<Option<CaCerts>> {
+    match setting_string(store, S_TLS_CA)? {
+        Some(path) if !path.is_empty() => Ok(Some(CaCerts::from_file(path)?)),
+        _ => Ok(None),
     }
 }
 
