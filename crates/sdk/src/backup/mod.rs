@@ -405,6 +405,8 @@ fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> Archiv
     }
 }
 
+pub(crate) use xmtp::looks_like_xmtp;
+
 /// Which format a file is in, from its first bytes; the file is returned rewound.
 pub(crate) fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
