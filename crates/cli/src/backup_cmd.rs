@@ -9,7 +9,7 @@ use ferry_sdk::backups::{
 };
 use ferry_sdk::ArchiveKey;
 
-use crate::cmd::{home_dir, open_store, KeyArgs};
+use crate::cmd::{home_dir, home_path, open_store, KeyArgs};
 use crate::output::anyhow_like::Result;
 use crate::output::{local_time, print_json};
 
@@ -33,12 +33,17 @@ pub enum BackupCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List the backups in the destination, reading and verifying each.
+    /// List the backups in the destination, reading and verifying each. Without a key (none
+    /// given, none in the policy, or --locked) each is listed `locked`: name, size, time, format
+    /// version and the kind of secret it needs, read from its header.
     List {
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
         dest: DestArgs,
+        /// Do not use the policy's key file: list without reading past the headers.
+        #[arg(long, conflicts_with_all = ["key_file", "passphrase_file"])]
+        locked: bool,
         #[arg(long)]
         json: bool,
     },
@@ -174,6 +179,15 @@ fn now_or(clock: Option<i64>) -> i64 {
 }
 
 pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
+    if let BackupCmd::List {
+        key,
+        dest,
+        locked,
+        json,
+    } = c
+    {
+        return list(home, &key, &dest, locked, json);
+    }
     let home = home_dir(home)?;
     let store = open_store(Some(home.clone()))?;
     match c {
@@ -266,17 +280,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
                 }
             }
         }
-        BackupCmd::List { key, dest, json } => {
-            let policy = backups::policy(&store)?;
-            let key = resolve_key(&key, policy.as_ref())?;
-            let destination = resolve_destination(&home, &dest, policy.as_ref())?;
-            let list = backups::list_backups(&destination, &key)?;
-            if json {
-                print_json(&list)?;
-            } else {
-                print_list(&destination.describe(), &list);
-            }
-        }
+        BackupCmd::List { .. } => unreachable!("handled above"),
         BackupCmd::Status { clock_ns, json } => {
             let status = backups::backup_status(&store, now_or(clock_ns))?;
             if json {
@@ -307,6 +311,40 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `backup list`: only reads. A folder without a store (a new device) has no policy: its
+/// destination is the default, HOME/backups, and nothing is created.
+fn list(
+    home: Option<PathBuf>,
+    key: &KeyArgs,
+    dest: &DestArgs,
+    locked: bool,
+    json: bool,
+) -> Result<()> {
+    let home = home_path(home)?;
+    let db = home.join("ferry.db");
+    let policy = if db.exists() {
+        backups::policy(&ferry_sdk::store::Store::open(&db)?)?
+    } else {
+        None
+    };
+    let destination = resolve_destination(&home, dest, policy.as_ref())?;
+    let has_key = key.key_file.is_some()
+        || key.passphrase_file.is_some()
+        || policy.as_ref().is_some_and(|p| p.key_source.is_some());
+    let list = if locked || !has_key {
+        backups::list_locked_backups(&destination)?
+    } else {
+        let key = resolve_key(key, policy.as_ref())?;
+        backups::list_backups(&destination, &key)?
+    };
+    if json {
+        print_json(&list)?;
+    } else {
+        print_list(&destination.describe(), &list);
     }
     Ok(())
 }
@@ -397,21 +435,28 @@ fn show_policy(p: &Policy, json: bool) -> Result<()> {
 fn print_list(describe: &str, list: &[ListedBackup]) {
     println!("{} backups in {describe}", list.len());
     for b in list {
-        println!(
-            "{} {:>12} bytes  {}  {}",
-            b.name,
-            b.size_bytes,
-            if b.verified {
-                "verified"
-            } else {
-                "NOT VERIFIED"
-            },
-            if b.verified {
-                b.label.clone()
-            } else {
-                b.error.clone().unwrap_or_default()
+        let state = if b.locked {
+            match (&b.error, b.key_kind) {
+                (Some(e), _) => format!("DAMAGED  {e}"),
+                (None, kind) => format!(
+                    "locked ({}, format {})",
+                    kind.unwrap_or("?"),
+                    b.format_version.as_deref().unwrap_or("?")
+                ),
             }
-        );
+        } else if b.verified {
+            format!("verified  {}", b.label)
+        } else {
+            format!("NOT VERIFIED  {}", b.error.clone().unwrap_or_default())
+        };
+        let when = b
+            .created_at_ns
+            .or(b.modified_ns)
+            .map_or("-".to_string(), local_time);
+        println!("{} {:>12} bytes  {when}  {state}", b.name, b.size_bytes);
+    }
+    if list.iter().any(|b| b.locked) {
+        println!("locked: give --key-file or --passphrase-file to read and verify them");
     }
 }
 

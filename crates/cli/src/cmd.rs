@@ -93,6 +93,10 @@ pub enum ArchiveCmd {
         input: PathBuf,
         #[command(flatten)]
         key: KeyArgs,
+        /// Write nothing: say what the import would add or merge, per conversation and in
+        /// total (the same totals the import would report).
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -346,7 +350,45 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                 );
             }
         }
-        ArchiveCmd::Import { input, key, json } => {
+        ArchiveCmd::Import {
+            input,
+            key,
+            dry_run: true,
+            json,
+        } => {
+            let key = key.key()?;
+            let (ctl, bar) = progress(json, "reading");
+            install_ctrlc(&ctl);
+            let preview = match registered_client(&home)? {
+                Some(client) => client.import_archive_preview(&input, &key, &ctl),
+                None => {
+                    // Only read: a folder without a store is previewed as an empty one, and
+                    // nothing is created.
+                    let db = home_path(home)?.join("ferry.db");
+                    let store = if db.exists() {
+                        Store::open(&db)?
+                    } else {
+                        Store::open_in_memory()?
+                    };
+                    backup::import_archive_preview(&store, &input, &key, &ctl)
+                }
+            };
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let preview = preview?;
+            if json {
+                print_json(&preview)?;
+            } else {
+                print_preview(&preview);
+            }
+        }
+        ArchiveCmd::Import {
+            input,
+            key,
+            dry_run: false,
+            json,
+        } => {
             let key = key.key()?;
             let (ctl, bar) = progress(json, "importing");
             install_ctrlc(&ctl);
@@ -382,6 +424,31 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_preview(p: &backup::ImportPreview) {
+    let t = &p.totals;
+    println!("dry run, nothing written: the import would");
+    println!(
+        "  add {} conversations (restored) and merge into {} already here",
+        t.conversations_added, t.conversations_merged
+    );
+    println!(
+        "  import {} messages ({} already here, skipped)",
+        t.messages_imported, t.messages_skipped
+    );
+    let state_changes = p
+        .consent_changes
+        .iter()
+        .filter(|c| c.step.from != Some(c.step.to))
+        .count();
+    println!(
+        "  apply {} consent records ({state_changes} change a state; {} older skipped)",
+        t.consent_applied, t.consent_skipped
+    );
+    if t.unknown_skipped > 0 {
+        println!("  skip {} elements of unknown kinds", t.unknown_skipped);
+    }
 }
 
 fn print_metadata(m: &backup::ArchiveMetadata) {

@@ -555,3 +555,104 @@ fn passphrase_backups_and_activity_trigger() {
         .unwrap()
         .contains("different passphrase"));
 }
+
+// ---- listing before a key is given ------------------------------------------------------------
+
+#[test]
+fn list_without_a_key_on_a_new_folder_and_on_one_with_a_policy() {
+    let t = T::new();
+    let a = t.seeded("a", 100);
+    let k = t.keyfile("k");
+    let pass = t.passfile("pass", "correct horse");
+    // A new device's folder: no store, no policy; its default destination is HOME/backups.
+    let fresh = t.path("fresh");
+    let folder = fresh.join("backups");
+    std::fs::create_dir_all(&folder).unwrap();
+    let raw = folder.join("ferry-backup-2000.ferry");
+    let sealed = folder.join("ferry-backup-3000.ferry");
+    for (path, flag, file) in [
+        (&raw, "--key-file", &k),
+        (&sealed, "--passphrase-file", &pass),
+    ] {
+        let p = path.to_string_lossy();
+        ok_json(&a, &["archive", "create", &p, flag, file, "--json"]);
+    }
+    std::fs::write(folder.join("ferry-backup-1000.ferry"), [7u8; 200]).unwrap();
+
+    let list = ok_json(&fresh, &["backup", "list", "--json"]);
+    assert!(!fresh.join("ferry.db").exists(), "listing creates no store");
+    let list = list.as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "ferry-backup-3000.ferry",
+            "ferry-backup-2000.ferry",
+            "ferry-backup-1000.ferry"
+        ]
+    );
+    for b in list {
+        assert_eq!(b["locked"], true);
+        assert_eq!(b["verified"], false);
+        let name = b["name"].as_str().unwrap();
+        assert_eq!(
+            b["size_bytes"].as_u64().unwrap(),
+            std::fs::metadata(folder.join(name)).unwrap().len()
+        );
+        let t = b["modified_ns"].as_i64().unwrap();
+        assert!((now_ns() - t).abs() < DAY, "{b}");
+    }
+    assert_eq!(list[0]["key_kind"], "passphrase");
+    assert_eq!(list[1]["key_kind"], "key");
+    assert_eq!(list[1]["format_version"], "1.0");
+    assert_eq!(list[1]["error"], Value::Null);
+    assert_eq!(list[2]["key_kind"], Value::Null);
+    assert!(list[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a Ferry archive"));
+    let text = String::from_utf8_lossy(&ferry(&fresh, &["backup", "list"]).stdout).into_owned();
+    assert!(text.contains("locked (passphrase, format 1.0)"), "{text}");
+    assert!(text.contains("DAMAGED"), "{text}");
+
+    // With the key: verified as before (the passphrase one does not open with it).
+    let list = ok_json(&fresh, &["backup", "list", "--key-file", &k, "--json"]);
+    assert_eq!(list[0]["name"], "ferry-backup-2000.ferry");
+    assert_eq!(list[0]["verified"], true);
+    assert_eq!(list[0]["locked"], false);
+    assert_eq!(list[0]["message_count"], 100);
+
+    // A folder whose policy names a destination and a key file: verified as before; --locked
+    // lists it without the key.
+    let dest = t.p("dest");
+    ok_json(
+        &a,
+        &[
+            "backup",
+            "policy",
+            "set",
+            "--frequency",
+            "never",
+            "--destination",
+            &dest,
+            "--key-file",
+            &k,
+            "--json",
+        ],
+    );
+    let made = ok_json(&a, &["backup", "run", "--now", "--json"]);
+    let name = made["made"]["name"].clone();
+    let list = ok_json(&a, &["backup", "list", "--json"]);
+    assert_eq!(list[0]["name"], name);
+    assert_eq!(list[0]["verified"], true);
+    assert_eq!(list[0]["key_kind"], "key");
+    let list = ok_json(&a, &["backup", "list", "--locked", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], name);
+    assert_eq!(
+        (&list[0]["locked"], &list[0]["verified"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert_eq!(list[0]["created_at_ns"], Value::Null);
+    assert_eq!(list[0]["key_kind"], "key");
+}

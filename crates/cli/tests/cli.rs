@@ -530,3 +530,101 @@ fn libxmtp_archives_are_recognised_and_imported() {
     );
     assert!(err.contains("wrong key or corrupted xmtp archive"), "{err}");
 }
+
+#[test]
+fn import_dry_run_says_what_the_import_will_do_and_writes_nothing() {
+    let t = T::new();
+    let (a, b) = (t.home("a"), t.home("b"));
+    let seed = |home: &Path, messages: &str, seed: &str| {
+        ok_json(
+            home,
+            &[
+                "dev",
+                "seed",
+                "--conversations",
+                "3",
+                "--messages",
+                messages,
+                "--consent",
+                "2",
+                "--seed",
+                seed,
+                "--json",
+            ],
+        )
+    };
+    seed(&a, "300", "1");
+    assert!(ferry(&a, &["keygen", &t.p("k")]).status.success());
+    let archive = t.p("a.ferry");
+    let key = t.p("k");
+    ok_json(
+        &a,
+        &["archive", "create", &archive, "--key-file", &key, "--json"],
+    );
+
+    // A folder with no store: previewed as empty, and nothing is created.
+    let dry = [
+        "archive",
+        "import",
+        &archive,
+        "--key-file",
+        &key,
+        "--dry-run",
+    ];
+    let mut args: Vec<&str> = dry.to_vec();
+    args.push("--json");
+    let p = ok_json(&b, &args);
+    assert!(!b.exists(), "a dry run creates no folder");
+    assert_eq!(p["conversations_added"], 3);
+    assert_eq!(p["messages_imported"], 300);
+    let convs = p["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 3);
+    for c in convs {
+        for field in [
+            "id",
+            "kind",
+            "name",
+            "action",
+            "messages_new",
+            "messages_present",
+        ] {
+            assert!(c.get(field).is_some(), "{field} missing in {c}");
+        }
+        assert_eq!(c["action"], "add");
+    }
+
+    // A store with history of its own: the preview is the import's report, field by field,
+    // and the store is unchanged by it.
+    seed(&b, "50", "2");
+    let db = b.join("ferry.db");
+    let dump = || ferry_store::Store::open(&db).unwrap().dump().unwrap();
+    let before = dump();
+    let p = ok_json(&b, &args);
+    assert_eq!(dump(), before, "the dry run wrote nothing");
+    let r = ok_json(
+        &b,
+        &["archive", "import", &archive, "--key-file", &key, "--json"],
+    );
+    for (k, v) in r.as_object().unwrap() {
+        assert_eq!(&p[k], v, "{k}");
+    }
+    // Again: all of it is here now.
+    let p = ok_json(&b, &args);
+    assert_eq!(p["messages_imported"], 0);
+    assert_eq!(p["messages_skipped"], 300);
+    assert!(p["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["action"] == "merge" && c["messages_new"] == 0));
+
+    // Text: a short summary.
+    let out = ferry(&b, &dry);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dry run"), "{text}");
+    assert!(
+        text.contains("import 0 messages (300 already here"),
+        "{text}"
+    );
+}

@@ -553,7 +553,7 @@ impl Store {
         })
     }
 
-    /// A consistent read-only view of the store for an export.
+    /// A consistent read-only view of the store for an export or an import preview.
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {
         let tx = self.conn.unchecked_transaction()?;
         // Reading one row pins the snapshot now, not at the first query of the export.
@@ -903,6 +903,41 @@ impl Snapshot<'_> {
             out.insert(r.get(0)?, f(r)?);
         }
         Ok(out)
+    }
+
+    /// The conversation with this id (the sync conversation included), if stored.
+    pub fn conversation(&self, id: &[u8]) -> Result<Option<Conversation>> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1"
+            ))?
+            .query_row([id], conversation_from_row)
+            .optional()?
+            .transpose()
+    }
+
+    /// Whether a message with this id is stored (in any conversation).
+    pub fn has_message(&self, id: &[u8]) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM messages WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
+    }
+
+    /// The stored consent record of one entity, if any.
+    pub fn consent_record(
+        &self,
+        entity_type: ConsentEntity,
+        entity: &str,
+    ) -> Result<Option<ConsentRecord>> {
+        self.tx
+            .prepare_cached(
+                "SELECT entity_type, entity, state, updated_at_ns FROM consent
+                 WHERE entity_type = ?1 AND entity = ?2",
+            )?
+            .query_row(params![entity_type.as_i64(), entity], consent_from_row)
+            .optional()?
+            .transpose()
     }
 
     pub fn consent(&self) -> Result<Vec<ConsentRecord>> {

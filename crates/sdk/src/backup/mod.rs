@@ -11,8 +11,11 @@
 //!   overwritten; messages already present (same id) are skipped; consent keeps the newer
 //!   record; an existing conversation keeps its state. New conversations arrive as
 //!   [`Membership::Restored`](ferry_store::Membership::Restored): visible, read-only.
+//! * [`import_archive_preview`] says what an import would do (per conversation and in total)
+//!   without writing anything; its totals equal the import's report on the same store.
 
 mod convert;
+mod preview;
 mod xmtp;
 
 use std::fs::File;
@@ -23,10 +26,15 @@ use std::sync::Arc;
 
 use ferry_archive::{ArchiveKey, ArchiveReader, ArchiveWriter, Element, WriterOptions};
 use ferry_proto::archive as pb;
-use ferry_store::{ConversationOutcome, Store};
+use ferry_store::{ConsentRecord, Conversation, ConversationOutcome, Message, Store};
 use serde::Serialize;
 
 use crate::{Error, Result};
+
+pub use preview::{
+    import_archive_preview, ConsentChange, ConsentStep, ConversationPreview, ImportPreview,
+    PreviewAction,
+};
 
 /// What an archive carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -397,6 +405,8 @@ fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> Archiv
     }
 }
 
+pub(crate) use xmtp::looks_like_xmtp;
+
 /// Which format a file is in, from its first bytes; the file is returned rewound.
 pub(crate) fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -479,9 +489,16 @@ pub fn import_archive(
     ctl: &Control,
 ) -> Result<ImportReport> {
     let (f, format, len) = sniff(path)?;
+    // Opening (header, key check, metadata) happens before any write.
     let mut report = match format {
-        ArchiveFormat::Xmtp => xmtp::import(store, f, key, len, ctl),
-        ArchiveFormat::Ferry => import_ferry(store, f, key, len, ctl),
+        ArchiveFormat::Xmtp => {
+            let s = xmtp::source(f, key)?;
+            apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)
+        }
+        ArchiveFormat::Ferry => {
+            let s = ferry_source(f, key)?;
+            apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)
+        }
     }?;
     report.format = format;
     Ok(report)
@@ -514,18 +531,24 @@ impl BatchSink {
     }
 }
 
-fn import_ferry(
-    store: &mut Store,
+/// An opened archive ready to stream: the element and message counts its metadata announces
+/// (0 when the format has none) and the work of the reading thread.
+pub(crate) struct Source<P> {
+    pub(crate) elements_total: u64,
+    pub(crate) messages: u64,
+    pub(crate) produce: P,
+}
+
+/// Opens a Ferry archive (header, key check, metadata) and returns its reading work, which
+/// decrypts, decompresses, decodes and converts every element in order.
+fn ferry_source(
     f: File,
     key: &ArchiveKey,
-    len: u64,
-    ctl: &Control,
-) -> Result<ImportReport> {
-    // Opening (header, key check, metadata) happens before any write.
+) -> Result<Source<impl FnOnce(&BatchSink) -> Result<()> + Send>> {
     let mut reader = ArchiveReader::open(BufReader::with_capacity(1 << 20, f), key)?;
     let m = reader.metadata();
-    let total = m.conversation_count + m.message_count + m.consent_count;
-    let expected = m.message_count;
+    let elements_total = m.conversation_count + m.message_count + m.consent_count;
+    let messages = m.message_count;
     let produce = move |tx: &BatchSink| -> Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(e) = reader.next_element()? {
@@ -545,7 +568,40 @@ fn import_ferry(
         tx.send(batch, reader.bytes_read());
         Ok(())
     };
-    apply_items(store, len, total, expected, ctl, produce)
+    Ok(Source {
+        elements_total,
+        messages,
+        produce,
+    })
+}
+
+/// Where archive items go: the store's [`ferry_store::Merge`] (an import) or a preview's
+/// read-only probe. Both answer the same questions, so [`consume`] counts the same way for
+/// both.
+pub(crate) trait Target {
+    /// Adds a conversation, or says one with its id is already known.
+    fn conversation(&mut self, c: &Conversation) -> Result<ConversationOutcome>;
+    /// Whether a conversation is known (stored, or added earlier in this archive).
+    fn has_conversation(&mut self, id: &[u8]) -> Result<bool>;
+    /// Adds a message unless its id is known; true when added.
+    fn message(&mut self, m: &Message) -> Result<bool>;
+    /// Applies a consent record if newer than the known one; true when applied.
+    fn consent(&mut self, c: &ConsentRecord) -> Result<bool>;
+}
+
+impl Target for ferry_store::Merge<'_> {
+    fn conversation(&mut self, c: &Conversation) -> Result<ConversationOutcome> {
+        Ok(ferry_store::Merge::conversation(self, c)?)
+    }
+    fn has_conversation(&mut self, id: &[u8]) -> Result<bool> {
+        Ok(ferry_store::Merge::has_conversation(self, id))
+    }
+    fn message(&mut self, m: &Message) -> Result<bool> {
+        Ok(ferry_store::Merge::message(self, m)?)
+    }
+    fn consent(&mut self, c: &ConsentRecord) -> Result<bool> {
+        Ok(ferry_store::Merge::consent(self, c)?)
+    }
 }
 
 /// Runs `produce` on a second thread (decrypting, decompressing, decoding) while this thread
@@ -561,20 +617,8 @@ pub(crate) fn apply_items<P>(
 where
     P: FnOnce(&BatchSink) -> Result<()> + Send,
 {
-    let (tx, rx) = crossbeam_channel::bounded::<(Vec<Item>, u64)>(8);
-    let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<Item>>();
-    let tx = BatchSink { tx, back: back_rx };
     let mut merge = store.merge_expecting(expected_messages)?;
-    let report = std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(&tx));
-        let applied = consume(&mut merge, &rx, &back_tx, bytes_total, elements_total, ctl);
-        // Stop the producer if we failed early, then learn whether it failed.
-        drop(rx);
-        let produced = producer.join().expect("archive reader thread panicked");
-        let report = applied?;
-        produced?;
-        Ok::<_, Error>(report)
-    })?;
+    let report = stream_items(&mut merge, bytes_total, elements_total, ctl, produce)?;
     // Dropping `merge` on any error above rolled everything back.
     merge.commit()?;
     ctl.report(Progress {
@@ -586,8 +630,36 @@ where
     Ok(report)
 }
 
-fn consume(
-    merge: &mut ferry_store::Merge<'_>,
+/// Runs `produce` on a second thread while this thread hands its items to `target`, and
+/// counts what happened to them.
+pub(crate) fn stream_items<T, P>(
+    target: &mut T,
+    bytes_total: u64,
+    elements_total: u64,
+    ctl: &Control,
+    produce: P,
+) -> Result<ImportReport>
+where
+    T: Target,
+    P: FnOnce(&BatchSink) -> Result<()> + Send,
+{
+    let (tx, rx) = crossbeam_channel::bounded::<(Vec<Item>, u64)>(8);
+    let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<Item>>();
+    let tx = BatchSink { tx, back: back_rx };
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(&tx));
+        let applied = consume(target, &rx, &back_tx, bytes_total, elements_total, ctl);
+        // Stop the producer if we failed early, then learn whether it failed.
+        drop(rx);
+        let produced = producer.join().expect("archive reader thread panicked");
+        let report = applied?;
+        produced?;
+        Ok(report)
+    })
+}
+
+fn consume<T: Target>(
+    merge: &mut T,
     rx: &crossbeam_channel::Receiver<(Vec<Item>, u64)>,
     back: &crossbeam_channel::Sender<Vec<Item>>,
     bytes_total: u64,
@@ -607,7 +679,7 @@ fn consume(
                     ConversationOutcome::Existing => report.conversations_merged += 1,
                 },
                 Item::Message(m) => {
-                    if !merge.has_conversation(&m.conversation_id) {
+                    if !merge.has_conversation(&m.conversation_id)? {
                         return Err(Error::InvalidArchive(format!(
                             "message {} refers to conversation {} that the archive does not hold",
                             hex::encode(&m.id),

@@ -22,15 +22,13 @@ use std::io::BufReader;
 use ferry_archive::ArchiveKey;
 use ferry_store::{
     ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationKind,
-    DeliveryStatus, Membership, Message, MessageKind, Store,
+    DeliveryStatus, Membership, Message, MessageKind,
 };
 use ferry_xmtp::proto::{self, EncodedContent};
 use ferry_xmtp::{decode_encoded_content, Selection, XmtpReader, XmtpRecord};
 
-use super::BatchSink;
 use super::{
-    apply_items, ArchiveElement, ArchiveFormat, ArchiveMetadata, Control, ImportReport, Item,
-    VerifyReport, BATCH,
+    ArchiveElement, ArchiveFormat, ArchiveMetadata, BatchSink, Item, Source, VerifyReport, BATCH,
 };
 use crate::{Error, Result};
 
@@ -116,16 +114,13 @@ pub(crate) fn verify(f: File, key: &ArchiveKey, len: u64) -> Result<VerifyReport
     })
 }
 
-/// Imports a libxmtp archive: one transaction, additive, duplicates skipped (see the module
-/// docs for the mapping).
-pub(crate) fn import(
-    store: &mut Store,
+/// Opens a libxmtp archive (version, key, metadata record) and returns its reading work, which
+/// converts every record as the import maps it (see the module docs). libxmtp archives carry no
+/// element counts.
+pub(crate) fn source(
     f: File,
     key: &ArchiveKey,
-    len: u64,
-    ctl: &Control,
-) -> Result<ImportReport> {
-    // Opening (header, key check, metadata) happens before any write.
+) -> Result<Source<impl FnOnce(&BatchSink) -> Result<()> + Send>> {
     let mut reader = open(f, key)?;
     let produce = move |tx: &BatchSink| -> Result<()> {
         let mut mapper = Mapper::default();
@@ -143,8 +138,11 @@ pub(crate) fn import(
         tx.send(batch, reader.bytes_read());
         Ok(())
     };
-    // libxmtp archives carry no element counts.
-    apply_items(store, len, 0, 0, ctl, produce)
+    Ok(Source {
+        elements_total: 0,
+        messages: 0,
+        produce,
+    })
 }
 
 /// Turns records into store items, remembering the sync groups so their messages are skipped.

@@ -1,16 +1,18 @@
 //! Where backups are kept: the [`Destination`] trait and a local folder.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Error, Result};
 
 /// One object in a destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     pub name: String,
     pub size: u64,
+    /// When the destination last wrote the object (ns since the epoch), when it says.
+    pub modified_ns: Option<i64>,
 }
 
 /// A local file holding one object's bytes: the object itself (local folders) or a temporary
@@ -54,6 +56,14 @@ pub trait Destination: Send + Sync {
         self.get(name, &tmp)?;
         Ok(Fetched::Temp(tmp))
     }
+    /// The object's first `len` bytes (fewer when it is shorter): enough to read an archive's
+    /// plaintext header without fetching the whole object. By default through [`fetch`].
+    ///
+    /// [`fetch`]: Destination::fetch
+    fn read_prefix(&self, name: &str, len: u64) -> Result<Vec<u8>> {
+        let fetched = self.fetch(name)?;
+        read_head(fetched.path(), len).map_err(|e| Error::destination("read", name, e))
+    }
     /// A folder on the same file system where an archive can be written before `put`, so a
     /// local destination can rename instead of copying. `None` means the system temp folder.
     fn staging_dir(&self) -> Option<PathBuf> {
@@ -80,9 +90,19 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     fn fetch(&self, name: &str) -> Result<Fetched> {
         (**self).fetch(name)
     }
+    fn read_prefix(&self, name: &str, len: u64) -> Result<Vec<u8>> {
+        (**self).read_prefix(name, len)
+    }
     fn staging_dir(&self) -> Option<PathBuf> {
         (**self).staging_dir()
     }
+}
+
+/// The first `len` bytes of a local file (fewer when it is shorter).
+pub(crate) fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    File::open(path)?.take(len).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Object names a destination accepts: 1..=200 characters of ASCII letters, digits, `.`, `_`
@@ -212,9 +232,15 @@ impl Destination for LocalFolder {
                 .metadata()
                 .map_err(|e| Error::destination("list", &name, e))?;
             if meta.is_file() {
+                let modified_ns = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_nanos()).ok());
                 out.push(Entry {
                     name,
                     size: meta.len(),
+                    modified_ns,
                 });
             }
         }
@@ -232,6 +258,11 @@ impl Destination for LocalFolder {
     fn fetch(&self, name: &str) -> Result<Fetched> {
         check_name(name)?;
         Ok(Fetched::Local(self.dir.join(name)))
+    }
+
+    fn read_prefix(&self, name: &str, len: u64) -> Result<Vec<u8>> {
+        check_name(name)?;
+        read_head(&self.dir.join(name), len).map_err(|e| Error::destination("read", name, e))
     }
 
     fn staging_dir(&self) -> Option<PathBuf> {

@@ -28,20 +28,31 @@ pub struct KeyKindInfo {
     pub argon2: Option<Argon2Info>,
 }
 
+/// How many of an archive's first bytes [`key_kind_of_head`] needs: a Ferry header (112 bytes);
+/// libxmtp archives need 18.
+pub const HEAD_LEN: u64 = ferry_archive::HEADER_LEN as u64;
+
 /// Reads an archive's first bytes and says which format it is in and which kind of secret it
 /// needs, without any key. Ferry archives are read through `ferry_archive::read_header`
 /// (checksum, version and bounds checks included), so a damaged or foreign file is an error.
 pub fn archive_key_kind(path: &Path) -> crate::Result<KeyKindInfo> {
-    let (f, format, _len) = crate::backup::sniff(path)?;
-    if format == ArchiveFormat::Xmtp {
+    let head =
+        super::destination::read_head(path, HEAD_LEN).map_err(|e| crate::Error::io(path, e))?;
+    key_kind_of_head(&head)
+}
+
+/// [`archive_key_kind`] over an archive's first [`HEAD_LEN`] bytes (or all of a shorter file).
+/// A libxmtp archive reports the version its first two bytes hold (little-endian).
+pub fn key_kind_of_head(head: &[u8]) -> crate::Result<KeyKindInfo> {
+    if crate::backup::looks_like_xmtp(head) {
         return Ok(KeyKindInfo {
             format: ArchiveFormat::Xmtp,
-            format_version: ferry_xmtp::FORMAT_VERSION.to_string(),
+            format_version: u16::from_le_bytes([head[0], head[1]]).to_string(),
             key_kind: "key",
             argon2: None,
         });
     }
-    let header = ferry_archive::read_header(&mut std::io::BufReader::new(f))?;
+    let header = ferry_archive::read_header(&mut &head[..])?;
     let (key_kind, argon2) = match header.key_kind {
         KeyKind::Raw => ("key", None),
         KeyKind::Passphrase(p) => (

@@ -16,6 +16,8 @@
 //!   archive that fails verification is never counted as kept, an archive it cannot read (a
 //!   different key, a damaged header, a network error) is never deleted, and the oldest go first.
 //! * [`list_backups`] shows what a destination holds and whether each verifies;
+//!   [`list_locked_backups`] lists them before any key is given (name, size, time, format
+//!   version and the kind of secret each needs, from their plaintext headers);
 //!   [`backup_status`] says when the last backup was made, when the next is due and whether one
 //!   is overdue, so an app can remind a person gently.
 //!
@@ -33,10 +35,10 @@ use ferry_archive::ArchiveKey;
 use ferry_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, ArchiveElement, ArchiveOptions, Control, Origin};
+use crate::backup::{self, ArchiveElement, ArchiveFormat, ArchiveOptions, Control, Origin};
 
 pub use destination::{check_name, Destination, Entry, Fetched, LocalFolder};
-pub use keykind::{archive_key_kind, Argon2Info, KeyKindInfo};
+pub use keykind::{archive_key_kind, key_kind_of_head, Argon2Info, KeyKindInfo, HEAD_LEN};
 pub use object::ObjectStoreDestination;
 pub use policy::{
     DestinationSpec, Frequency, KeySource, Policy, Weekday, DEFAULT_HOUR, DEFAULT_LABEL,
@@ -317,8 +319,8 @@ pub fn backup_status(store: &Store, now_ns: i64) -> Result<BackupStatus> {
 
 // ---- listing and pruning --------------------------------------------------------------------
 
-/// One archive in a destination, as [`list_backups`] found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One archive in a destination, as [`list_backups`] or [`list_locked_backups`] found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ListedBackup {
     pub name: String,
     /// From the archive's metadata ("" when it could not be read).
@@ -334,19 +336,69 @@ pub struct ListedBackup {
     pub consent_count: Option<u64>,
     /// Every chunk was read and authenticated and the counts match the metadata.
     pub verified: bool,
-    /// Why it does not verify.
+    /// Why it does not verify (or, when locked, why its header cannot be read: it is damaged or
+    /// not an archive).
     pub error: Option<String>,
+    /// Listed without a key: only the plaintext header was read (nothing is verified, and the
+    /// metadata fields are empty).
+    pub locked: bool,
+    /// When the destination last wrote the object (file time, object time), when it says.
+    pub modified_ns: Option<i64>,
+    /// From the plaintext header; `None` when it cannot be read.
+    pub format: Option<ArchiveFormat>,
+    /// "1.0" for Ferry archives; libxmtp archives' own version ("0").
+    pub format_version: Option<String>,
+    /// "key" (a raw 32-byte key) or "passphrase": which secret the archive needs.
+    pub key_kind: Option<&'static str>,
 }
 
 /// The backups in `destination` (objects named `ferry-backup-*.ferry`), newest first, each
 /// read whole and verified with `key`. Other objects are ignored.
 pub fn list_backups(destination: &dyn Destination, key: &ArchiveKey) -> Result<Vec<ListedBackup>> {
-    let mut out: Vec<ListedBackup> = destination
+    let mut out: Vec<ListedBackup> = backup_entries(destination)?
+        .iter()
+        .map(|e| inspect(destination, e, key))
+        .collect();
+    sort_newest_first(&mut out);
+    Ok(out)
+}
+
+/// The backups in `destination` without any key, marked `locked`: for each, what can be read
+/// without one — name, size, the destination's time, and from the plaintext header the format,
+/// its version and the kind of secret it needs — so an app can list backups first and ask for
+/// the chosen one's password. Only each archive's first [`HEAD_LEN`] bytes are read. An archive
+/// whose header cannot be read is listed with the error; the list fails only when the
+/// destination cannot be listed. Newest first by name (the manager names backups by their
+/// creation time).
+pub fn list_locked_backups(destination: &dyn Destination) -> Result<Vec<ListedBackup>> {
+    let mut out: Vec<ListedBackup> = backup_entries(destination)?
+        .iter()
+        .map(|e| {
+            let mut b = listed_entry(e);
+            b.locked = true;
+            match destination.read_prefix(&e.name, HEAD_LEN.min(e.size)) {
+                Ok(head) => match key_kind_of_head(&head) {
+                    Ok(k) => fill_key_kind(&mut b, &k),
+                    Err(err) => b.error = Some(err.to_string()),
+                },
+                Err(err) => b.error = Some(err.to_string()),
+            }
+            b
+        })
+        .collect();
+    sort_newest_first(&mut out);
+    Ok(out)
+}
+
+fn backup_entries(destination: &dyn Destination) -> Result<Vec<Entry>> {
+    Ok(destination
         .list()?
         .into_iter()
         .filter(|e| is_backup_name(&e.name))
-        .map(|e| inspect(destination, &e, key))
-        .collect();
+        .collect())
+}
+
+fn sort_newest_first(out: &mut [ListedBackup]) {
     out.sort_by(|a, b| {
         b.created_at_ns
             .is_some()
@@ -354,24 +406,25 @@ pub fn list_backups(destination: &dyn Destination, key: &ArchiveKey) -> Result<V
             .then(b.created_at_ns.cmp(&a.created_at_ns))
             .then(b.name.cmp(&a.name))
     });
-    Ok(out)
+}
+
+fn listed_entry(entry: &Entry) -> ListedBackup {
+    ListedBackup {
+        name: entry.name.clone(),
+        size_bytes: entry.size,
+        modified_ns: entry.modified_ns,
+        ..ListedBackup::default()
+    }
+}
+
+fn fill_key_kind(b: &mut ListedBackup, k: &KeyKindInfo) {
+    b.format = Some(k.format);
+    b.format_version = Some(k.format_version.clone());
+    b.key_kind = Some(k.key_kind);
 }
 
 fn inspect(destination: &dyn Destination, entry: &Entry, key: &ArchiveKey) -> ListedBackup {
-    let mut b = ListedBackup {
-        name: entry.name.clone(),
-        label: String::new(),
-        created_at_ns: None,
-        start_ns: None,
-        end_ns: None,
-        elements: Vec::new(),
-        size_bytes: entry.size,
-        conversation_count: None,
-        message_count: None,
-        consent_count: None,
-        verified: false,
-        error: None,
-    };
+    let mut b = listed_entry(entry);
     let fetched = match destination.fetch(&entry.name) {
         Ok(f) => f,
         Err(e) => {
@@ -379,6 +432,10 @@ fn inspect(destination: &dyn Destination, entry: &Entry, key: &ArchiveKey) -> Li
             return b;
         }
     };
+    // The header says the format and the kind of secret even when the key is wrong.
+    if let Ok(k) = archive_key_kind(fetched.path()) {
+        fill_key_kind(&mut b, &k);
+    }
     let fill = |b: &mut ListedBackup, m: &backup::ArchiveMetadata| {
         b.label = m.label.clone();
         b.created_at_ns = Some(m.created_at_ns);

@@ -189,9 +189,37 @@ impl Destination for ObjectStoreDestination {
                 .filter_map(|m| {
                     let name = m.location.filename()?.to_string();
                     check_name(&name).ok()?;
-                    Some(Entry { name, size: m.size })
+                    Some(Entry {
+                        name,
+                        size: m.size,
+                        modified_ns: m.last_modified.timestamp_nanos_opt(),
+                    })
                 })
                 .collect())
+        })
+    }
+
+    fn read_prefix(&self, name: &str, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.rt.block_on(async {
+            // A range past the end gives what there is; an empty object has no range at all.
+            let meta = self
+                .store
+                .head(&path)
+                .await
+                .map_err(|e| Error::destination("read", name, e.to_string()))?;
+            if meta.size == 0 {
+                return Ok(Vec::new());
+            }
+            let bytes = self
+                .store
+                .get_range(&path, 0..len.min(meta.size))
+                .await
+                .map_err(|e| Error::destination("read", name, e.to_string()))?;
+            Ok(bytes.to_vec())
         })
     }
 

@@ -10,7 +10,8 @@ use ferry_store::{ConversationFilter, Membership};
 
 use super::{Client, Event};
 use crate::backup::{
-    self, ArchiveFormat, ArchiveMetadata, ArchiveOptions, Control, ImportReport, Origin,
+    self, ArchiveFormat, ArchiveMetadata, ArchiveOptions, Control, ImportPreview, ImportReport,
+    Origin,
 };
 use crate::{ArchiveKey, Error, Result};
 
@@ -48,16 +49,7 @@ impl Client {
         key: &ArchiveKey,
         ctl: &Control,
     ) -> Result<ImportReport> {
-        let meta = backup::archive_metadata(path, key)?;
-        if meta.format == ArchiveFormat::Ferry
-            && !meta.inbox_id.is_empty()
-            && meta.inbox_id != self.inner.inbox_id
-        {
-            return Err(Error::ForeignArchive {
-                archive_inbox: meta.inbox_id,
-                inbox: self.inner.inbox_id.clone(),
-            });
-        }
+        self.refuse_foreign(path, key)?;
         let all = ConversationFilter {
             include_sync: true,
             ..Default::default()
@@ -79,5 +71,33 @@ impl Client {
         };
         self.emit(fresh.into_iter().map(Event::Conversation).collect());
         Ok(report)
+    }
+
+    /// What [`Client::import_archive`] would do with this archive, without writing anything
+    /// (see [`backup::import_archive_preview`]): the same totals the import would report, per
+    /// conversation and in total. Another inbox's archive is refused as the import refuses it.
+    pub fn import_archive_preview(
+        &self,
+        path: &Path,
+        key: &ArchiveKey,
+        ctl: &Control,
+    ) -> Result<ImportPreview> {
+        self.refuse_foreign(path, key)?;
+        backup::import_archive_preview(&self.store(), path, key, ctl)
+    }
+
+    /// A Ferry archive made by another inbox is refused before anything is read further.
+    fn refuse_foreign(&self, path: &Path, key: &ArchiveKey) -> Result<()> {
+        let meta = backup::archive_metadata(path, key)?;
+        if meta.format == ArchiveFormat::Ferry
+            && !meta.inbox_id.is_empty()
+            && meta.inbox_id != self.inner.inbox_id
+        {
+            return Err(Error::ForeignArchive {
+                archive_inbox: meta.inbox_id,
+                inbox: self.inner.inbox_id.clone(),
+            });
+        }
+        Ok(())
     }
 }
