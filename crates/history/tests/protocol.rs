@@ -107,12 +107,7 @@ impl XmtpLikeServer {
     }
 }
 
-fn xmtp_like_connection(
-    conn: TcpStream,
-    n: usize,
-    limit: usize,
-    files: &Files,
-) {
+fn xmtp_like_connection(conn: TcpStream, n: usize, limit: usize, files: &Files) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {

@@ -679,6 +679,7 @@ fn client_previews_its_inbox_archive_and_refuses_another_inbox_archive() {
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: None,
+        ..Default::default()
     })
     .unwrap();
     let env = Env::new();
