@@ -2,45 +2,14 @@
 //! made at test time (a throwaway CA), installations made with `ferry init --tls-ca`.
 #![cfg(unix)]
 
+mod common;
+
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
+use common::*;
 use ferry_tls::test_certs::{TestPki, TestPkiFiles};
-use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.env_remove("FERRY_HOME").env_remove("FERRY_TLS_CA");
-    c
-}
-
-fn ferry(home: &Path) -> Command {
-    let mut c = bin();
-    c.arg("--home").arg(home);
-    c
-}
-
-fn json(c: &mut Command) -> Value {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with one line on stderr; returns that line.
-fn fails(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(!out.status.success(), "expected a failure");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    err
-}
 
 /// A server command, stopped (SIGTERM, then checked) or killed when dropped.
 struct Server {
@@ -51,21 +20,7 @@ struct Server {
 impl Server {
     /// Starts `ferry ARGS` and reads the address of its first line, `listening on HOST:PORT`.
     fn spawn(args: Vec<OsString>) -> Server {
-        let mut child = bin()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .to_string();
+        let (child, addr) = spawn_server(args);
         Server { child, addr }
     }
 
@@ -100,20 +55,8 @@ impl Server {
     }
 
     fn stop(mut self, what: &str) {
-        Command::new("kill")
-            .arg("-15")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        let t = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{what} exits cleanly on SIGTERM");
-                return;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "{what} did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        unsafe_kill(self.child.id(), 15);
+        exits_cleanly(&mut self.child, what);
     }
 }
 
@@ -129,16 +72,6 @@ fn args(words: &[&str], paths: &[&Path]) -> Vec<OsString> {
         .iter()
         .map(OsString::from)
         .chain(paths.iter().map(|p| p.as_os_str().to_owned()))
-        .collect()
-}
-
-fn texts(home: &Path, conversation: &str) -> Vec<String> {
-    json(ferry(home).args(["messages", "list", "--conversation", conversation, "--json"]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["kind"] == "application")
-        .map(|m| m["text"].as_str().unwrap().to_string())
         .collect()
 }
 

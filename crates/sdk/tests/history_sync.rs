@@ -66,7 +66,7 @@ fn a_new_installation_gets_its_history_from_an_online_one_once() {
 #[test]
 fn a_payload_tampered_on_the_server_is_refused_and_nothing_is_imported() {
     let net = Net::new();
-    let (a1, key, _bob, g) = alice_in_a_group(&net, true, "secret history");
+    let (a1, key, _bob, g) = net.alice_in_a_group(true, "secret history");
     let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
     a1.sync_all().unwrap();
     // The history server (or someone on it) flips a byte of the stored archive.
@@ -181,21 +181,6 @@ fn sync_records(c: &Client) -> Vec<SyncMessageRecord> {
         })
         .filter_map(|m| store.sync_message_record(&m.id).unwrap())
         .collect()
-}
-
-/// Alice's first installation (history sync on or off) in a group with bob, with one message.
-fn alice_in_a_group(
-    net: &Net,
-    history: bool,
-    text: &str,
-) -> (Client, Zeroizing<[u8; 32]>, Client, Group) {
-    let (a1, key) = net.create("a1", AccountKey::New, history);
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    let g = a1
-        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap();
-    g.send(text).unwrap();
-    (a1, key.unwrap(), bob, g)
 }
 
 /// Alice (one installation) in a group with bob, three messages.
@@ -601,7 +586,7 @@ fn an_answer_over_the_servers_size_limit_fails_at_once_and_leaves_nothing_on_dis
 #[test]
 fn an_answering_installation_without_a_history_server_uploads_nothing() {
     let net = Net::new();
-    let (a1, key, _bob, _g) = alice_in_a_group(&net, false, "history");
+    let (a1, key, _bob, _g) = net.alice_in_a_group(false, "history");
     let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
     for _ in 0..2 {
         a1.sync_all().unwrap();
@@ -618,7 +603,7 @@ fn an_answering_installation_without_a_history_server_uploads_nothing() {
 #[test]
 fn a_reply_from_an_installation_revoked_since_is_ignored() {
     let net = Net::new();
-    let (a1, key, _bob, g) = alice_in_a_group(&net, false, "history");
+    let (a1, key, _bob, g) = net.alice_in_a_group(false, "history");
     let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), true);
     a1.sync_all().unwrap();
     a2.sync_all().unwrap();

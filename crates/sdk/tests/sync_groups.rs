@@ -9,9 +9,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use ferry_sdk::backup::{ArchiveOptions, Control};
 use ferry_sdk::store::{ConversationFilter, ConversationKind, MessageFilter};
-use ferry_sdk::{
-    AccountKey, ArchiveKey, Client, DeviceSyncEvent, Error, GroupOptions, SyncOptions,
-};
+use ferry_sdk::{AccountKey, ArchiveKey, Client, DeviceSyncEvent, Error, SyncOptions};
 use net_common::{texts, Net};
 
 /// The ids of a client's active sync groups.
@@ -76,13 +74,7 @@ fn settle(clients: &[&Client]) {
 #[test]
 fn five_installations_settle_on_one_sync_group_and_each_gets_its_history() {
     let net = Net::new();
-    let (a1, key) = net.create("a1", AccountKey::New, true);
-    let key = key.unwrap();
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    let g = a1
-        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap();
-    g.send("from the first phone").unwrap();
+    let (a1, key, _bob, g) = net.alice_in_a_group(true, "from the first phone");
     a1.sync_all().unwrap();
     let answered = a1.stream_device_sync();
 
@@ -135,13 +127,7 @@ fn five_installations_settle_on_one_sync_group_and_each_gets_its_history() {
 #[test]
 fn nothing_user_facing_shows_the_sync_groups() {
     let net = Net::new();
-    let (a1, key) = net.create("a1", AccountKey::New, true);
-    let key = key.unwrap();
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    let g = a1
-        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap();
-    g.send("hello").unwrap();
+    let (a1, key, bob, g) = net.alice_in_a_group(true, "hello");
     let (a2, _) = net.create("a2", AccountKey::Existing(key.clone()), true);
     settle(&[&a1, &a2, &bob]);
     assert_eq!(texts(&a2.conversation(g.id()).unwrap()), ["hello"]);
@@ -217,14 +203,9 @@ fn nothing_user_facing_shows_the_sync_groups() {
 #[test]
 fn a_pending_history_request_is_reused_and_answered_once() {
     let net = Net::new();
-    let (a1, key) = net.create("a1", AccountKey::New, true);
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    a1.create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap()
-        .send("hi")
-        .unwrap();
+    let (a1, key, _bob, _g) = net.alice_in_a_group(true, "hi");
     // The new installation asked on start.
-    let (a2, _) = net.create("a2", AccountKey::Existing(key.unwrap()), true);
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), true);
     let pending = a2.pending_sync_requests().unwrap();
     assert_eq!(pending.len(), 1);
     // Asking again for the same thing takes that request: nothing new is sent.
@@ -250,13 +231,8 @@ fn a_pending_history_request_is_reused_and_answered_once() {
 #[test]
 fn the_history_server_url_can_be_set_later_and_device_sync_says_what_it_did() {
     let net = Net::new();
-    let (a1, key) = net.create("a1", AccountKey::New, true);
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    let g = a1
-        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap();
-    g.send("old news").unwrap();
-    let (a2, _) = net.create("a2", AccountKey::Existing(key.unwrap()), false);
+    let (a1, key, _bob, g) = net.alice_in_a_group(true, "old news");
+    let (a2, _) = net.create("a2", AccountKey::Existing(key), false);
     let e = a2.sync_history().unwrap_err();
     assert!(matches!(e, Error::HistorySyncOff));
     assert!(
@@ -333,13 +309,7 @@ fn a_dead_node_is_named_in_the_error() {
 #[test]
 fn every_answering_installation_adds_what_it_holds_and_the_new_one_gets_the_union() {
     let net = Net::new();
-    let (a1, key) = net.create("a1", AccountKey::New, true);
-    let key = key.unwrap();
-    let (bob, _) = net.create("bob", AccountKey::New, false);
-    let g = a1
-        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
-        .unwrap();
-    g.send("old 1").unwrap();
+    let (a1, key, bob, g) = net.alice_in_a_group(true, "old 1");
     g.send("old 2").unwrap();
     // a1b came later without history sync: it holds only what came after it was added…
     let (a1b, _) = net.create("a1b", AccountKey::Existing(key.clone()), false);

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.env_remove("FERRY_HOME");
+    c.env_remove("FERRY_HOME").env_remove("FERRY_TLS_CA");
     c
 }
 
@@ -53,9 +53,19 @@ pub struct Node {
 /// Starts a server command and returns it with the address of its first line,
 /// `listening on HOST:PORT`.
 pub fn spawn_listening(args: &[&str], path: &Path) -> (Child, String) {
+    spawn_server(
+        args.iter()
+            .map(std::ffi::OsStr::new)
+            .chain([path.as_os_str()]),
+    )
+}
+
+/// Starts `ferry ARGS` (a server) and returns it with the address of its first line.
+pub fn spawn_server<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> (Child, String) {
     let mut child = bin()
         .args(args)
-        .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

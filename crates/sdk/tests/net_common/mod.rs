@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry_history::{HistoryConfig, RunningHistoryServer};
 use ferry_node::{NodeConfig, RunningNode};
 use ferry_sdk::store::MessageKind;
-use ferry_sdk::{AccountKey, Client, ClientOptions, Group, MessageQuery};
+use ferry_sdk::{AccountKey, Client, ClientOptions, Group, GroupOptions, MessageQuery};
 use zeroize::Zeroizing;
 
 /// A node and a history server on loopback, and a folder for clients.
@@ -78,6 +78,22 @@ impl Net {
         }
         let reg = Client::create(o).unwrap();
         (reg.client, reg.account_key)
+    }
+
+    /// Alice's first installation (history sync on or off) in a group with bob, with one
+    /// message: alice, her account key, bob and the group.
+    pub fn alice_in_a_group(
+        &self,
+        history: bool,
+        text: &str,
+    ) -> (Client, Zeroizing<[u8; 32]>, Client, Group) {
+        let (a1, key) = self.create("a1", AccountKey::New, history);
+        let (bob, _) = self.create("bob", AccountKey::New, false);
+        let g = a1
+            .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+            .unwrap();
+        g.send(text).unwrap();
+        (a1, key.unwrap(), bob, g)
     }
 
     pub fn payloads(&self) -> usize {
