@@ -44,6 +44,13 @@ pub enum Error {
     Kdf(String),
     #[error("too many chunks for one archive")]
     TooManyChunks,
+    /// A signed archive (format 1.1) whose signature does not verify: it was not made by the
+    /// installation it names, or it was changed after signing (by someone holding its key).
+    #[error("archive signature does not verify: {0}")]
+    BadSignature(String),
+    /// The signer given to the writer failed, or signed with another key than it names.
+    #[error("archive signer: {0}")]
+    Signer(String),
 }
 
 /// The kind of secret an archive is sealed with, for error messages.

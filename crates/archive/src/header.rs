@@ -13,8 +13,11 @@ use crate::key::{ArchiveKey, Argon2Params, DerivedKeys};
 pub const MAGIC: [u8; 8] = *b"\x89FERRY\r\n";
 /// Format major version this crate writes and reads.
 pub const FORMAT_MAJOR: u8 = 1;
-/// Format minor version this crate writes.
-pub const FORMAT_MINOR: u8 = 0;
+/// The newest format minor version this crate writes: 1, signed archives. An archive written
+/// without a signer is written as 1.0, exactly as before signatures existed.
+pub const FORMAT_MINOR: u8 = 1;
+/// Archives of this minor version and later are signed (docs/archive-format.md §15).
+pub const SIGNED_MINOR: u8 = 1;
 /// Length of the header in bytes.
 pub const HEADER_LEN: usize = 112;
 /// Smallest and largest segment (plaintext bytes per chunk) a reader accepts.
@@ -49,21 +52,26 @@ pub struct Header {
 }
 
 impl Header {
+    /// A new header with a fresh random salt: minor version [`SIGNED_MINOR`] when `signed`,
+    /// else 0.
     pub(crate) fn seal(
         key: &ArchiveKey,
         segment_size: u32,
         kdf: Argon2Params,
+        signed: bool,
     ) -> Result<(Header, DerivedKeys)> {
         let mut salt = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
-        Self::seal_with_salt(key, segment_size, kdf, salt)
+        let minor = if signed { SIGNED_MINOR } else { 0 };
+        Self::seal_with_salt(key, segment_size, kdf, salt, minor)
     }
 
-    fn seal_with_salt(
+    pub(crate) fn seal_with_salt(
         key: &ArchiveKey,
         segment_size: u32,
         kdf: Argon2Params,
         salt: [u8; 32],
+        minor: u8,
     ) -> Result<(Header, DerivedKeys)> {
         let params = match key {
             ArchiveKey::Raw(_) => None,
@@ -73,7 +81,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8] = FORMAT_MAJOR;
-        b[9] = FORMAT_MINOR;
+        b[9] = minor;
         b[10] = if params.is_some() {
             KEY_KIND_PASSPHRASE
         } else {
@@ -99,6 +107,19 @@ impl Header {
     /// The header's bytes as written to the file.
     pub fn as_bytes(&self) -> &[u8; HEADER_LEN] {
         &self.bytes
+    }
+
+    /// Whether the archive is signed (minor version 1 or later; docs/archive-format.md §15).
+    pub fn is_signed(&self) -> bool {
+        self.minor >= SIGNED_MINOR
+    }
+
+    /// The Argon2 parameters of a passphrase archive (`None` for a raw key).
+    pub(crate) fn kdf(&self) -> Option<Argon2Params> {
+        match self.key_kind {
+            KeyKind::Raw => None,
+            KeyKind::Passphrase(p) => Some(p),
+        }
     }
 
     fn parse(b: &[u8; HEADER_LEN]) -> Result<Header> {
@@ -148,10 +169,7 @@ impl Header {
     /// Checks `key` against the header: the kind of secret, the key check (a wrong key is
     /// reported as [`Error::WrongKey`]), then the header MAC ([`Error::HeaderTampered`]).
     pub(crate) fn unlock(&self, key: &ArchiveKey) -> Result<DerivedKeys> {
-        let params = match self.key_kind {
-            KeyKind::Raw => None,
-            KeyKind::Passphrase(p) => Some(p),
-        };
+        let params = self.kdf();
         let needed = match self.key_kind {
             KeyKind::Raw => KeyKindName::Key,
             KeyKind::Passphrase(_) => KeyKindName::Passphrase,
@@ -236,7 +254,8 @@ mod tests {
         let key_bytes: Vec<u8> = (0u8..32).collect();
         let salt: [u8; 32] = std::array::from_fn(|i| 0xa0 + i as u8);
         let key = ArchiveKey::from_bytes(&key_bytes).unwrap();
-        let (h, keys) = Header::seal_with_salt(&key, 1 << 20, Argon2Params::DEFAULT, salt).unwrap();
+        let (h, keys) =
+            Header::seal_with_salt(&key, 1 << 20, Argon2Params::DEFAULT, salt, 0).unwrap();
         let b = h.as_bytes();
         // magic, major 1, minor 0, raw key, zstd, S = 1 MiB, Argon2 fields zero, salt.
         let mut want = "8946455252590d0a".to_string() + "0100" + "0101" + "00001000";

@@ -10,6 +10,11 @@
 //! chunk 1..n: the elements, in segments of the frame stream; chunk n carries the last flag
 //! ```
 //!
+//! A **signed** archive (format 1.1, [`ArchiveWriter::signed`]) ends with one more chunk: the
+//! Ed25519 signature of the installation the metadata names, over the header and a running
+//! SHA-256 of every chunk before it. The reader verifies it when it reaches the end
+//! ([`Error::BadSignature`] otherwise); archives without it (1.0) still read, as unsigned.
+//!
 //! Each chunk is a zstd frame sealed with AES-256-GCM under the STREAM construction, with keys
 //! derived (HKDF-SHA256) from the caller's 32-byte key (or an Argon2id-stretched passphrase) and
 //! a random per-archive salt. Truncation, reordering, duplication, dropping and appended data
@@ -35,16 +40,19 @@ mod chunk;
 mod error;
 mod header;
 mod key;
+pub mod raw;
 mod reader;
+mod signature;
 mod writer;
 
 pub use error::{Error, KeyKindName, Result};
 pub use header::{
     read_header, Header, KeyKind, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, MAX_SEGMENT,
-    MIN_SEGMENT,
+    MIN_SEGMENT, SIGNED_MINOR,
 };
 pub use key::{ArchiveKey, Argon2Params, KEY_LEN};
 pub use reader::ArchiveReader;
+pub use signature::{ArchiveSigner, Ed25519Signer, SignedBy, SIGNATURE_CONTEXT, SIGNATURE_LEN};
 pub use writer::{ArchiveWriter, Summary, WriterOptions};
 
 pub use ferry_proto::archive as proto;

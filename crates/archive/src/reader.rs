@@ -9,6 +9,7 @@ use crate::chunk::{max_chunk_len, ChunkCipher};
 use crate::error::{Error, Result};
 use crate::header::{read_full, read_header, Header};
 use crate::key::ArchiveKey;
+use crate::signature::{check_final_chunk, signing_input, ChunkHash, SignedBy};
 use crate::{Element, MAX_FRAME};
 
 /// What follows a chunk: the next chunk's length, a clean end of input, or a few stray bytes.
@@ -20,9 +21,11 @@ enum Next {
 
 /// Reads one archive from `R`.
 ///
-/// [`ArchiveReader::open`] reads the header and the metadata chunk only (what
-/// `archive_metadata` needs); [`ArchiveReader::next_element`] then yields the elements in order.
-/// Every failure is typed: see [`Error`].
+/// [`ArchiveReader::open`] reads the header and the metadata chunk only;
+/// [`ArchiveReader::next_element`] then yields the elements in order. A signed archive's
+/// signature is verified when the final chunk is read: the end is reported only if it holds
+/// ([`Error::BadSignature`] otherwise), so a consumer that commits at the end commits nothing
+/// the signature does not cover. Every failure is typed: see [`Error`].
 pub struct ArchiveReader<R: Read> {
     input: R,
     header: Header,
@@ -43,6 +46,11 @@ pub struct ArchiveReader<R: Read> {
     /// The first error met: after it the reader is spent and says so (found by fuzzing:
     /// reading on used to go past the damage to a clean-looking end).
     failed: Option<String>,
+    /// Signed archives: who the metadata says signed, the running hash of the chunks read
+    /// before the final one, and whether the signature has been verified.
+    signed_by: Option<SignedBy>,
+    chunk_hash: Option<ChunkHash>,
+    signature_verified: bool,
 }
 
 impl<R: Read> ArchiveReader<R> {
@@ -70,6 +78,9 @@ impl<R: Read> ArchiveReader<R> {
             bytes_read: crate::header::HEADER_LEN as u64,
             unknown: 0,
             failed: None,
+            signed_by: None,
+            chunk_hash: header.is_signed().then(ChunkHash::default),
+            signature_verified: false,
             header,
             cipher,
         };
@@ -87,7 +98,58 @@ impl<R: Read> ArchiveReader<R> {
                 "metadata chunk holds more than the metadata".into(),
             ));
         }
+        if r.header.is_signed() {
+            let installation_id = r.metadata.installation_id.as_slice().try_into();
+            match installation_id {
+                Ok(installation_id) if !r.metadata.inbox_id.is_empty() => {
+                    r.signed_by = Some(SignedBy {
+                        inbox_id: r.metadata.inbox_id.clone(),
+                        installation_id,
+                    })
+                }
+                _ => {
+                    return Err(Error::BadSignature(
+                        "a signed archive whose metadata names no inbox or installation".into(),
+                    ))
+                }
+            }
+        }
         Ok(r)
+    }
+
+    /// Who signed the archive, as its metadata says: `None` for an unsigned archive (format
+    /// 1.0). Trust it once [`ArchiveReader::signature_verified`] says so (at the end).
+    pub fn signed_by(&self) -> Option<&SignedBy> {
+        self.signed_by.as_ref()
+    }
+
+    /// Whether the signature has been read and verified (only at the end of a signed archive).
+    pub fn signature_verified(&self) -> bool {
+        self.signature_verified
+    }
+
+    /// Checks a signed archive's signature without decrypting what lies between: the chunks
+    /// after the metadata are only hashed, and the final chunk (the signature) is opened. Must
+    /// come right after [`ArchiveReader::open`]. For an unsigned archive it reads nothing.
+    /// Returns [`Error::BadSignature`] when the signature does not verify, or the error of a
+    /// damaged file (truncated, a bad chunk length, a final chunk that fails authentication).
+    pub fn check_signature(mut self) -> Result<()> {
+        if self.signed_by.is_none() {
+            return Ok(());
+        }
+        if self.next_index != 1 || self.pos != self.buf.len() || self.failed.is_some() {
+            return Err(Error::Malformed(
+                "the signature is checked right after opening".into(),
+            ));
+        }
+        loop {
+            let (index, at_end) = self.read_chunk()?;
+            if at_end {
+                self.open_chunk(index, at_end)?;
+                return self.check_final();
+            }
+            self.next_index += 1;
+        }
     }
 
     /// The archive's header (key kind, version, segment size).
@@ -137,6 +199,11 @@ impl<R: Read> ArchiveReader<R> {
             Some(archive_element::Element::Consent(c)) => Element::Consent(c),
             Some(archive_element::Element::Metadata(_)) => {
                 return Err(Error::Malformed("a second metadata element".into()))
+            }
+            Some(archive_element::Element::Signature(_)) => {
+                return Err(Error::Malformed(
+                    "a signature element outside the final chunk of a signed archive".into(),
+                ))
             }
             None => {
                 self.unknown += 1;
@@ -218,6 +285,25 @@ impl<R: Read> ArchiveReader<R> {
         if self.finished {
             return Ok(false);
         }
+        let (index, at_end) = self.read_chunk()?;
+        self.open_chunk(index, at_end)?;
+        self.next_index += 1;
+        if at_end {
+            self.finished = true;
+            if self.signed_by.is_some() {
+                // The final chunk of a signed archive is its signature, not part of the frames.
+                self.check_final()?;
+                return Ok(false);
+            }
+        }
+        self.buf.extend_from_slice(&self.plain);
+        Ok(true)
+    }
+
+    /// Reads the next chunk's ciphertext into `chunk` and the length after it; returns its
+    /// index and whether nothing follows it. A chunk with something after it goes into the
+    /// running hash of a signed archive.
+    fn read_chunk(&mut self) -> Result<(u64, bool)> {
         let len = match self.next {
             Next::Len(n) => n as usize,
             // The previous chunk was not final, yet nothing (or too little) follows it.
@@ -237,6 +323,16 @@ impl<R: Read> ArchiveReader<R> {
         let index = self.next_index;
         self.next = self.read_len()?;
         let at_end = matches!(self.next, Next::End);
+        if !at_end {
+            if let Some(h) = &mut self.chunk_hash {
+                h.chunk(&self.chunk);
+            }
+        }
+        Ok((index, at_end))
+    }
+
+    /// Authenticates chunk `index` (in `chunk`) and decompresses it into `plain`.
+    fn open_chunk(&mut self, index: u64, at_end: bool) -> Result<()> {
         // Try the flag the position suggests; on failure, the other flag tells truncation and
         // appended data apart from corruption. (A failed open leaves the buffer unchanged.)
         let mut ct = std::mem::take(&mut self.chunk);
@@ -267,13 +363,21 @@ impl<R: Read> ArchiveReader<R> {
         if n != size {
             return Err(bad());
         }
-        self.buf.extend_from_slice(&self.plain);
         self.chunk = ct;
-        self.next_index += 1;
-        if at_end {
-            self.finished = true;
-        }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Verifies the signature in `plain`, the final chunk of a signed archive.
+    fn check_final(&mut self) -> Result<()> {
+        let who = self.signed_by.as_ref().expect("a signed archive");
+        let hash = self
+            .chunk_hash
+            .take()
+            .expect("signed archives hash their chunks");
+        let input = signing_input(self.header.as_bytes(), who, hash);
+        check_final_chunk(&self.plain, who, &input)?;
+        self.signature_verified = true;
+        Ok(())
     }
 
     fn read_len(&mut self) -> Result<Next> {

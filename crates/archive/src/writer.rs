@@ -12,8 +12,9 @@ use prost::Message;
 
 use crate::chunk::{ChunkCipher, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::header::{Header, MAX_SEGMENT, MIN_SEGMENT};
+use crate::header::{Header, HEADER_LEN, MAX_SEGMENT, MIN_SEGMENT};
 use crate::key::{ArchiveKey, Argon2Params};
+use crate::signature::{sign_frame, signing_input, ArchiveSigner, ChunkHash, SignedBy};
 use crate::{Element, MAX_FRAME};
 
 /// How an archive is written.
@@ -53,6 +54,8 @@ pub struct Summary {
     pub chunks: u64,
     /// Elements written after the metadata.
     pub elements: u64,
+    /// Whether the archive is signed (format 1.1; its final chunk holds the signature).
+    pub signed: bool,
 }
 
 struct Job {
@@ -79,22 +82,57 @@ pub struct ArchiveWriter<W: Write> {
     pool: Pool,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     summary: Summary,
+    /// Signed archives: the signer, and the running hash of the chunks written so far.
+    signer: Option<Arc<dyn ArchiveSigner>>,
+    chunk_hash: Option<ChunkHash>,
+    header: [u8; HEADER_LEN],
 }
 
 impl<W: Write> ArchiveWriter<W> {
-    /// Writes the header and the metadata chunk.
-    pub fn new(
+    /// Writes the header and the metadata chunk of an unsigned archive (format 1.0).
+    pub fn new(out: W, key: &ArchiveKey, metadata: Metadata, opts: &WriterOptions) -> Result<Self> {
+        Self::start(out, key, metadata, opts, None)
+    }
+
+    /// Writes the header and the metadata chunk of an archive signed by `signer` (format 1.1):
+    /// the metadata names its inbox and installation (filled in when empty; naming others is
+    /// an error), and [`ArchiveWriter::finish`] asks it for one signature over the header and
+    /// every chunk, written alone in the final chunk (docs/archive-format.md §15).
+    pub fn signed(
+        out: W,
+        key: &ArchiveKey,
+        mut metadata: Metadata,
+        opts: &WriterOptions,
+        signer: Arc<dyn ArchiveSigner>,
+    ) -> Result<Self> {
+        let installation = signer.installation_id();
+        if metadata.inbox_id.is_empty() {
+            metadata.inbox_id = signer.inbox_id().to_string();
+        }
+        if metadata.installation_id.is_empty() {
+            metadata.installation_id = installation.to_vec();
+        }
+        if metadata.inbox_id != signer.inbox_id() || metadata.installation_id != installation {
+            return Err(Error::Signer(
+                "the metadata names another inbox or installation than the signer".into(),
+            ));
+        }
+        Self::start(out, key, metadata, opts, Some(signer))
+    }
+
+    fn start(
         mut out: W,
         key: &ArchiveKey,
         metadata: Metadata,
         opts: &WriterOptions,
+        signer: Option<Arc<dyn ArchiveSigner>>,
     ) -> Result<Self> {
         if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&opts.segment_size) {
             return Err(Error::Malformed(format!(
                 "segment size must be between {MIN_SEGMENT} and {MAX_SEGMENT}"
             )));
         }
-        let (header, keys) = Header::seal(key, opts.segment_size, opts.kdf)?;
+        let (header, keys) = Header::seal(key, opts.segment_size, opts.kdf, signer.is_some())?;
         out.write_all(header.as_bytes())?;
         let cipher = Arc::new(ChunkCipher::new(&keys));
         drop(keys);
@@ -136,8 +174,12 @@ impl<W: Write> ArchiveWriter<W> {
             compressor: None,
             summary: Summary {
                 bytes_written: header.as_bytes().len() as u64,
+                signed: signer.is_some(),
                 ..Summary::default()
             },
+            chunk_hash: signer.as_ref().map(|_| ChunkHash::default()),
+            signer,
+            header: *header.as_bytes(),
         };
         // Chunk 0 holds the metadata frame alone, so readers of metadata open one chunk.
         let meta = ArchiveElement {
@@ -213,10 +255,31 @@ impl<W: Write> ArchiveWriter<W> {
         self.summary
     }
 
-    /// Seals the final chunk, flushes, and returns the output and a summary.
+    /// Seals the final chunk, flushes, and returns the output and a summary. A signed archive's
+    /// last elements go in a chunk of their own; once every chunk is written, the signer signs
+    /// and the signature alone makes the final chunk.
     pub fn finish(mut self) -> Result<(W, Summary)> {
         let last = std::mem::take(&mut self.segment);
-        self.dispatch(last, true)?;
+        match self.signer.take() {
+            None => self.dispatch(last, true)?,
+            Some(signer) => {
+                if !last.is_empty() {
+                    self.dispatch(last, false)?;
+                }
+                while !self.in_flight.is_empty() {
+                    self.write_oldest()?;
+                }
+                let who = SignedBy {
+                    inbox_id: signer.inbox_id().to_string(),
+                    installation_id: signer.installation_id(),
+                };
+                // Taken, so the final chunk is not hashed: the signature covers what precedes it.
+                let hash = self.chunk_hash.take().expect("signed writers hash chunks");
+                let frame = sign_frame(signer.as_ref(), &signing_input(&self.header, &who, hash))?;
+                self.summary.plaintext_bytes += frame.len() as u64;
+                self.dispatch(frame, true)?;
+            }
+        }
         while !self.in_flight.is_empty() {
             self.write_oldest()?;
         }
@@ -266,6 +329,9 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     fn write_chunk(&mut self, sealed: &[u8]) -> Result<()> {
+        if let Some(h) = &mut self.chunk_hash {
+            h.chunk(sealed);
+        }
         self.out.write_all(&(sealed.len() as u32).to_le_bytes())?;
         self.out.write_all(sealed)?;
         self.summary.bytes_written += 4 + sealed.len() as u64;
