@@ -173,6 +173,7 @@ pub fn run(keep: bool) -> Result<()> {
     let origin = Origin {
         inbox_id: ALICE.into(),
         installation_id: id32("alice-phone"),
+        ..Default::default()
     };
     let t = Instant::now();
     let meta = backup::create_archive(

@@ -119,6 +119,8 @@ pub enum Error {
     NotAMember(String),
     #[error("the Ed25519 secret key does not match its public key")]
     KeyMismatch,
+    #[error("signing failed: {0}")]
+    Signing(String),
     #[error("{op} failed: {source}")]
     Openmls {
         op: &'static str,
@@ -374,6 +376,15 @@ impl Identity {
 
     pub fn signature_public_key(&self) -> &[u8] {
         self.keys.public()
+    }
+
+    /// Signs `payload` with the installation's key outside MLS (plain Ed25519, RFC 8032, no
+    /// MLS label): for what the installation vouches for elsewhere, such as the archives it
+    /// makes. Callers put their own context string in `payload`.
+    pub fn sign(&self, payload: &[u8]) -> Result<Vec<u8>> {
+        self.keys
+            .sign(payload)
+            .map_err(|e| Error::Signing(format!("{e:?}")))
     }
 
     /// The credential (basic, identity = installation id) with the signature public key.

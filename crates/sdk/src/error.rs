@@ -71,6 +71,10 @@ pub enum Error {
     /// A TLS CA file that cannot be used (the error names it).
     #[error("{0}")]
     Tls(#[from] ferry_transport::TlsError),
+    /// A history-sync reply whose archive was not signed by the installation that sent the
+    /// reply (unsigned, or signed by another installation): nothing of it is imported.
+    #[error("history archive refused: the reply came from installation {sender}, but the archive is {found}")]
+    ArchiveNotSignedBySender { sender: String, found: String },
     /// An archive of another inbox: its conversations could never become active here.
     #[error("archive belongs to inbox {archive_inbox}, not to this installation's inbox {inbox}")]
     ForeignArchive {

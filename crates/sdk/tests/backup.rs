@@ -766,6 +766,7 @@ fn metadata_reports_the_origin() {
     let origin = Origin {
         inbox_id: "alice".into(),
         installation_id: vec![0xaa; 32],
+        ..Default::default()
     };
     backup::create_archive(
         &a,

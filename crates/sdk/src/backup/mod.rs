@@ -13,6 +13,11 @@
 //!   [`Membership::Restored`](ferry_store::Membership::Restored): visible, read-only.
 //! * [`import_archive_preview`] says what an import would do (per conversation and in total)
 //!   without writing anything; its totals equal the import's report on the same store.
+//! * An archive made with an [`Origin`] that has a signer (every archive a registered
+//!   installation makes) is **signed** by that installation (format 1.1). Metadata, verify and
+//!   import report who signed it and whether the signature holds; an import of an archive whose
+//!   signature fails writes nothing. Archives made before signatures, or from a store without
+//!   an installation, are reported as unsigned and import as before.
 
 mod convert;
 mod preview;
@@ -24,7 +29,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ferry_archive::{ArchiveKey, ArchiveReader, ArchiveWriter, Element, WriterOptions};
+use ferry_archive::{
+    ArchiveKey, ArchiveReader, ArchiveSigner, ArchiveWriter, Element, Header, WriterOptions,
+};
 use ferry_proto::archive as pb;
 use ferry_store::{ConsentRecord, Conversation, ConversationOutcome, Message, Store};
 use serde::Serialize;
@@ -79,25 +86,87 @@ impl Default for ArchiveOptions {
     }
 }
 
-/// Who made an archive, recorded in its metadata.
-#[derive(Debug, Clone, Default)]
+/// Who made an archive, recorded in its metadata, and the key that signs it.
+#[derive(Clone, Default)]
 pub struct Origin {
     pub inbox_id: String,
     pub installation_id: Vec<u8>,
+    /// The installation's key: with one, the archive is signed (format 1.1) and the inbox and
+    /// installation recorded are the signer's (empty fields are filled in from it). `None`
+    /// writes an unsigned archive (format 1.0).
+    pub signer: Option<Arc<dyn ArchiveSigner>>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("inbox_id", &self.inbox_id)
+            .field("installation_id", &hex::encode(&self.installation_id))
+            .field("signed", &self.signer.is_some())
+            .finish()
+    }
 }
 
 impl Origin {
     /// The inbox and installation the store records (settings `inbox_id`, `installation_id`;
-    /// empty when it records none).
+    /// empty when it records none), with the installation's key as signer when the store holds
+    /// a registered installation (a folder made by `ferry init` / `Client::create`). A store
+    /// without one (`ferry dev seed`, a folder that only imported archives) has no signer.
     pub fn of_store(store: &Store) -> Result<Origin> {
+        let signer = crate::client::installation_signer(store)?;
         Ok(Origin {
             inbox_id: store
                 .setting("inbox_id")?
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default(),
             installation_id: store.setting("installation_id")?.unwrap_or_default(),
+            signer,
         })
     }
+}
+
+/// The installation that signed an archive (as its metadata names it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SignedBy {
+    pub inbox_id: String,
+    /// Hex of the 32-byte installation id (its Ed25519 public key).
+    pub installation_id: String,
+}
+
+impl From<&ferry_archive::SignedBy> for SignedBy {
+    fn from(s: &ferry_archive::SignedBy) -> Self {
+        SignedBy {
+            inbox_id: s.inbox_id.clone(),
+            installation_id: hex::encode(s.installation_id),
+        }
+    }
+}
+
+/// Whether an archive's signature holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureStatus {
+    /// Signed, and the signature verifies over the header and every chunk.
+    Valid,
+    /// Signed, but the signature does not verify (or the file is damaged before it).
+    Invalid,
+    /// Not signed: made before archives were signed (format 1.0), from a store without an
+    /// installation, or by another tool.
+    #[default]
+    Unsigned,
+}
+
+/// Where the installation that signed an archive stands in its inbox's identity log (checked
+/// by a [`Client`](crate::Client) that can reach its node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallationStatus {
+    /// In the inbox now.
+    Active,
+    /// Was in the inbox and has been revoked.
+    Revoked,
+    /// Never in that inbox's log (or the inbox is unknown to the node).
+    Unknown,
 }
 
 /// The archive's format.
@@ -136,6 +205,16 @@ pub struct ArchiveMetadata {
     /// Element bytes before compression (known when the archive was just created).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plaintext_bytes: Option<u64>,
+    /// The installation that signed the archive; `None` when it is unsigned.
+    pub signed_by: Option<SignedBy>,
+    /// `valid`, `invalid` or `unsigned`.
+    pub signature: SignatureStatus,
+    /// Why the signature is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_error: Option<String>,
+    /// The signer in its inbox's identity log, when a client checked it (online).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_status: Option<InstallationStatus>,
 }
 
 /// What [`import_archive`] did.
@@ -156,6 +235,17 @@ pub struct ImportReport {
     /// Elements of kinds this version does not know, or that Ferry does not import (libxmtp
     /// sync groups and their messages).
     pub unknown_skipped: u64,
+    /// The installation that signed the archive (its signature verified before the import
+    /// committed); `None` for an unsigned archive.
+    #[serde(default)]
+    pub signed_by: Option<SignedBy>,
+    /// `valid` or `unsigned` (an archive whose signature fails is not imported).
+    #[serde(default)]
+    pub signature: SignatureStatus,
+    /// The signer in its inbox's identity log, when a client checked it (online): an archive
+    /// of a revoked installation is imported and reported as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_status: Option<InstallationStatus>,
 }
 
 /// Progress of a long operation.
@@ -299,8 +389,15 @@ pub fn create_archive_with(
             .iter()
             .map(|e| convert::element_to_pb(*e) as i32)
             .collect(),
-        inbox_id: origin.inbox_id.clone(),
-        installation_id: origin.installation_id.clone(),
+        // A signer fills in what the origin leaves empty (the writer refuses a mismatch).
+        inbox_id: match &origin.signer {
+            Some(s) if origin.inbox_id.is_empty() => s.inbox_id().to_string(),
+            _ => origin.inbox_id.clone(),
+        },
+        installation_id: match &origin.signer {
+            Some(s) if origin.installation_id.is_empty() => s.installation_id().to_vec(),
+            _ => origin.installation_id.clone(),
+        },
         conversation_count: conversations.len() as u64,
         message_count,
         consent_count: consent.len() as u64,
@@ -309,7 +406,10 @@ pub fn create_archive_with(
     };
     let total = metadata.conversation_count + message_count + metadata.consent_count;
     let out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let mut w = ArchiveWriter::new(out, key, metadata.clone(), wopts)?;
+    let mut w = match &origin.signer {
+        Some(signer) => ArchiveWriter::signed(out, key, metadata.clone(), wopts, signer.clone())?,
+        None => ArchiveWriter::new(out, key, metadata.clone(), wopts)?,
+    };
     let mut done = 0u64;
     let mut step = |w: &mut ArchiveWriter<_>, e: Element| -> Result<()> {
         w.write(e)?;
@@ -354,7 +454,15 @@ pub fn create_archive_with(
         elements_done: total,
         elements_total: total,
     });
-    let mut meta = ferry_metadata(&metadata, key, summary.bytes_written);
+    let signed_by = origin.signer.as_ref().map(|s| ferry_archive::SignedBy {
+        inbox_id: s.inbox_id().to_string(),
+        installation_id: s.installation_id(),
+    });
+    let mut meta = ferry_metadata(&metadata, key, summary.bytes_written, signed_by.as_ref());
+    if meta.signed_by.is_some() {
+        // The writer checked its signature before writing it.
+        meta.signature = SignatureStatus::Valid;
+    }
     meta.plaintext_bytes = Some(summary.plaintext_bytes);
     Ok(meta)
 }
@@ -370,7 +478,14 @@ fn sync_dir(dir: &Path) {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) {}
 
-fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> ArchiveMetadata {
+/// The metadata of a Ferry archive; its signature is `unsigned` when `signed_by` is `None`, and
+/// left `invalid` (unchecked) otherwise, for the caller to settle.
+fn ferry_metadata(
+    m: &pb::Metadata,
+    key: &ArchiveKey,
+    file_bytes: u64,
+    signed_by: Option<&ferry_archive::SignedBy>,
+) -> ArchiveMetadata {
     let mut elements: Vec<ArchiveElement> = m
         .elements
         .iter()
@@ -383,7 +498,11 @@ fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> Archiv
         format_version: format!(
             "{}.{}",
             ferry_archive::FORMAT_MAJOR,
-            ferry_archive::FORMAT_MINOR
+            if signed_by.is_some() {
+                ferry_archive::SIGNED_MINOR
+            } else {
+                0
+            }
         ),
         key_kind: match key {
             ArchiveKey::Raw(_) => "key",
@@ -402,10 +521,29 @@ fn ferry_metadata(m: &pb::Metadata, key: &ArchiveKey, file_bytes: u64) -> Archiv
         producer: m.producer.clone(),
         file_bytes,
         plaintext_bytes: None,
+        signed_by: signed_by.map(SignedBy::from),
+        signature: if signed_by.is_some() {
+            SignatureStatus::Invalid
+        } else {
+            SignatureStatus::Unsigned
+        },
+        signature_error: None,
+        installation_status: None,
     }
 }
 
 pub(crate) use xmtp::looks_like_xmtp;
+
+/// The metadata of an open reader (the header and chunk 0), its signature not checked yet.
+fn reader_metadata<R: Read>(r: &ArchiveReader<R>, key: &ArchiveKey, len: u64) -> ArchiveMetadata {
+    let mut m = ferry_metadata(r.metadata(), key, len, r.signed_by());
+    m.format_version = version(r.header());
+    m
+}
+
+fn version(h: &Header) -> String {
+    format!("{}.{}", h.major, h.minor)
+}
 
 /// Which format a file is in, from its first bytes; the file is returned rewound.
 pub(crate) fn sniff(path: &Path) -> Result<(File, ArchiveFormat, u64)> {
@@ -433,15 +571,38 @@ fn ferry_read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Reads an archive's metadata: the header and the first chunk only, so the time does not grow
-/// with the archive. Recognises libxmtp archives by their first bytes.
+/// Reads an archive's metadata and checks its signature. The metadata comes from the header
+/// and the first chunk; a signed archive's signature is checked by hashing the chunks after
+/// them (none is decrypted) and opening the last one, so the time grows with the archive's
+/// size at hashing speed. A signature that does not verify is reported (`invalid`, with why),
+/// not returned as an error. Recognises libxmtp archives by their first bytes.
 pub fn archive_metadata(path: &Path, key: &ArchiveKey) -> Result<ArchiveMetadata> {
     let (f, format, len) = sniff(path)?;
     match format {
         ArchiveFormat::Xmtp => xmtp::metadata(f, key, len),
         ArchiveFormat::Ferry => {
+            let r = ArchiveReader::open(BufReader::with_capacity(1 << 20, f), key)?;
+            let mut m = reader_metadata(&r, key, len);
+            if m.signed_by.is_some() {
+                match r.check_signature() {
+                    Ok(()) => m.signature = SignatureStatus::Valid,
+                    Err(e) => m.signature_error = Some(e.to_string()),
+                }
+            }
+            Ok(m)
+        }
+    }
+}
+
+/// An archive's metadata from the header and the first chunk alone: who it names as signer,
+/// its signature not checked (`invalid` until checked, for a signed archive).
+pub(crate) fn archive_metadata_unchecked(path: &Path, key: &ArchiveKey) -> Result<ArchiveMetadata> {
+    let (f, format, len) = sniff(path)?;
+    match format {
+        ArchiveFormat::Xmtp => xmtp::metadata(f, key, len),
+        ArchiveFormat::Ferry => {
             let r = ArchiveReader::open(BufReader::new(f), key)?;
-            Ok(ferry_metadata(r.metadata(), key, len))
+            Ok(reader_metadata(&r, key, len))
         }
     }
 }
@@ -457,16 +618,20 @@ pub struct VerifyReport {
     pub unknown: u64,
 }
 
-/// Reads a whole archive without importing it: every chunk is authenticated and every element
-/// decoded. An archive that fails is reported with the error.
+/// Reads a whole archive without importing it: every chunk is authenticated, every element
+/// decoded and a signed archive's signature verified. An archive that fails (a bad signature
+/// included) is reported with the error.
 pub fn verify_archive(path: &Path, key: &ArchiveKey) -> Result<VerifyReport> {
     let (f, format, len) = sniff(path)?;
     if format == ArchiveFormat::Xmtp {
         return xmtp::verify(f, key, len);
     }
     let mut r = ArchiveReader::open(BufReader::new(f), key)?;
-    let metadata = ferry_metadata(r.metadata(), key, len);
+    let mut metadata = reader_metadata(&r, key, len);
     let [conversations, messages, consent, unknown] = r.verify_rest()?;
+    if r.signature_verified() {
+        metadata.signature = SignatureStatus::Valid;
+    }
     let counts_match = metadata.conversation_count == Some(conversations)
         && metadata.message_count == Some(messages)
         && metadata.consent_count == Some(consent);
@@ -493,14 +658,28 @@ pub fn import_archive(
     let mut report = match format {
         ArchiveFormat::Xmtp => {
             let s = xmtp::source(f, key)?;
-            apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)
+            apply_source(store, len, ctl, s)
         }
         ArchiveFormat::Ferry => {
             let s = ferry_source(f, key)?;
-            apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)
+            apply_source(store, len, ctl, s)
         }
     }?;
     report.format = format;
+    Ok(report)
+}
+
+/// Imports what `s` reads; the report names the signer of a signed archive, whose signature
+/// the reader verified before the end (so before the commit).
+fn apply_source<P>(store: &mut Store, len: u64, ctl: &Control, s: Source<P>) -> Result<ImportReport>
+where
+    P: FnOnce(&BatchSink) -> Result<()> + Send,
+{
+    let mut report = apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)?;
+    if s.signed_by.is_some() {
+        report.signature = SignatureStatus::Valid;
+    }
+    report.signed_by = s.signed_by;
     Ok(report)
 }
 
@@ -532,10 +711,12 @@ impl BatchSink {
 }
 
 /// An opened archive ready to stream: the element and message counts its metadata announces
-/// (0 when the format has none) and the work of the reading thread.
+/// (0 when the format has none), who signed it (verified by the reading thread before it
+/// reports the end) and the work of the reading thread.
 pub(crate) struct Source<P> {
     pub(crate) elements_total: u64,
     pub(crate) messages: u64,
+    pub(crate) signed_by: Option<SignedBy>,
     pub(crate) produce: P,
 }
 
@@ -546,6 +727,9 @@ fn ferry_source(
     key: &ArchiveKey,
 ) -> Result<Source<impl FnOnce(&BatchSink) -> Result<()> + Send>> {
     let mut reader = ArchiveReader::open(BufReader::with_capacity(1 << 20, f), key)?;
+    // The reader reports the end only once a signed archive's signature has verified, and an
+    // import commits only at the end: a signature that fails rolls everything back.
+    let signed_by = reader.signed_by().map(SignedBy::from);
     let m = reader.metadata();
     let elements_total = m.conversation_count + m.message_count + m.consent_count;
     let messages = m.message_count;
@@ -571,6 +755,7 @@ fn ferry_source(
     Ok(Source {
         elements_total,
         messages,
+        signed_by,
         produce,
     })
 }

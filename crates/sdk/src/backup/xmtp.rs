@@ -28,7 +28,8 @@ use ferry_xmtp::proto::{self, EncodedContent};
 use ferry_xmtp::{decode_encoded_content, Selection, XmtpReader, XmtpRecord};
 
 use super::{
-    ArchiveElement, ArchiveFormat, ArchiveMetadata, BatchSink, Item, Source, VerifyReport, BATCH,
+    ArchiveElement, ArchiveFormat, ArchiveMetadata, BatchSink, Item, SignatureStatus, Source,
+    VerifyReport, BATCH,
 };
 use crate::{Error, Result};
 
@@ -81,6 +82,10 @@ fn archive_metadata(m: &ferry_xmtp::XmtpMetadata, len: u64) -> ArchiveMetadata {
         producer: "libxmtp".into(),
         file_bytes: len,
         plaintext_bytes: None,
+        signed_by: None,
+        signature: SignatureStatus::Unsigned,
+        signature_error: None,
+        installation_status: None,
     }
 }
 
@@ -141,6 +146,7 @@ pub(crate) fn source(
     Ok(Source {
         elements_total: 0,
         messages: 0,
+        signed_by: None,
         produce,
     })
 }

@@ -17,8 +17,10 @@
 //!   foreign archive, a reply pointing to another host, an expired payload) or too many
 //!   attempts mark it failed, with the reason. Nothing is imported twice.
 //! - Only messages from this inbox's own, currently active installations count; everything
-//!   else is ignored and logged with its reason. An empty `history_sync_url` turns requests,
-//!   replies and uploads off (preferences still sync).
+//!   else is ignored and logged with its reason. A reply's archive must be signed by the
+//!   installation that sent the reply; one that is not (unsigned, or signed by another
+//!   installation) fails for good and imports nothing. An empty `history_sync_url` turns
+//!   requests, replies and uploads off (preferences still sync).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1132,7 +1134,10 @@ impl Client {
     }
 
     /// Downloads (from this installation's own history server only), verifies and imports an
-    /// announced archive; records the report and closes the request with that pin.
+    /// announced archive; records the report and closes the request with that pin. The
+    /// archive must be signed by `sender_installation_id` (hex), the installation that sent
+    /// the reply; else nothing is imported ([`Error::ArchiveNotSignedBySender`], or the
+    /// signature's own error).
     fn import_announced(
         &self,
         message_id: &[u8],
@@ -1149,7 +1154,8 @@ impl Client {
         let dir = self.scratch_dir()?;
         let dest = dir.path().join("history.ferry");
         self.history_client()?.download_to(url, &dest)?;
-        let report = self.import_archive(&dest, &key, &Control::new())?;
+        let report =
+            self.import_archive_signed_by(&dest, &key, &Control::new(), sender_installation_id)?;
         {
             let store = self.store();
             let now = crate::now_ns();

@@ -36,6 +36,7 @@ use ferry_transport::{CaCerts, GrpcTransport, HistoryClient, Transport};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub(crate) use backup::installation_signer;
 pub use conversations::{Group, GroupOptions, Member, MessageQuery};
 pub use history::{AvailableArchive, HistoryRequest, HmacKey, SyncOptions, HMAC_PERIOD_NS};
 pub use identity::InboxInfo;
