@@ -176,3 +176,65 @@ fn verify(
     key.verify_strict(input, &Signature::from_bytes(sig))
         .map_err(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Header;
+    use crate::key::{ArchiveKey, Argon2Params};
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The worked example of docs/archive-format.md §15.4, computed there by an independent
+    /// script (Python `hashlib`, `hmac`, `zlib` and the `cryptography` package's Ed25519), not
+    /// taken from Ferry's output.
+    #[test]
+    fn signature_matches_the_spec_worked_example() {
+        let key_bytes: Vec<u8> = (0u8..32).collect();
+        let key = ArchiveKey::from_bytes(&key_bytes).unwrap();
+        let salt: [u8; 32] = std::array::from_fn(|i| 0xa0 + i as u8);
+        let (h, _) = Header::seal_with_salt(&key, 1 << 20, Argon2Params::DEFAULT, salt, 1).unwrap();
+        assert_eq!(h.as_bytes()[9], 1);
+        assert_eq!(
+            hex(&h.as_bytes()[76..108]),
+            "78d616cd1cb4b44947706e92528fed96ffe2480208c40f82e246a62b5a99c79f"
+        );
+        assert_eq!(hex(&h.as_bytes()[108..112]), "05257805");
+        let seed: [u8; 32] = std::array::from_fn(|i| 0x40 + i as u8);
+        let signer = Ed25519Signer::from_seed("inbox-example", &seed);
+        assert_eq!(
+            hex(&signer.installation_id()),
+            "2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d"
+        );
+        let mut chunks = ChunkHash::default();
+        chunks.chunk(&(0u8..0x14).collect::<Vec<_>>());
+        chunks.chunk(&[0xff; 10]);
+        assert_eq!(
+            hex(&chunks.clone().finish()),
+            "c0e11cb6cdc799d31fc02c55958d40fa55241633f47681f589b7d544a4c3ef82"
+        );
+        let who = SignedBy {
+            inbox_id: "inbox-example".into(),
+            installation_id: signer.installation_id(),
+        };
+        let input = signing_input(h.as_bytes(), &who, chunks);
+        assert_eq!(input.len(), 219);
+        assert_eq!(
+            hex(&Sha256::digest(&input)),
+            "17d578ef0f83bd92efaacc4aef17ff0ac8cfee3d3da2d1e9ff012da66bbba654"
+        );
+        assert_eq!(
+            hex(&signer.sign(&input).unwrap()),
+            "1c0acded9c928709e21e2e94aa24c76b09d11f62838b4576b0e48338d8169a05\
+             c7e108d1041fd08ba8f12f85e598daa1948fa614a54392dcff67ac21c4d3110c"
+        );
+        // And the final chunk's plaintext: the frame length 68, then ArchiveElement field 5
+        // (a Signature of 66 bytes), whose field 1 holds the 64-byte signature.
+        let frame = sign_frame(&signer, &input).unwrap();
+        assert_eq!(hex(&frame[..5]), "442a420a40");
+        assert_eq!(frame.len(), 69);
+        check_final_chunk(&frame, &who, &input).unwrap();
+    }
+}

@@ -3,9 +3,13 @@
 //! in every chunk, truncation at every chunk boundary and one byte either side, chunks
 //! swapped, duplicated and dropped, bytes appended — each refused with its typed error while
 //! the target store stays exactly as it was (a dump of every table compared before and after).
+//! The same matrix runs on an unsigned archive (format 1.0) and on a signed one (1.1, whose
+//! final chunk is the signature).
 
-use ferry_archive::{Error as ArchiveError, WriterOptions, HEADER_LEN};
-use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, Origin};
+use std::sync::Arc;
+
+use ferry_archive::{Ed25519Signer, Error as ArchiveError, WriterOptions, HEADER_LEN};
+use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, Origin, SignatureStatus};
 use ferry_sdk::dev::{seed, SeedOptions};
 use ferry_sdk::store::Store;
 use ferry_sdk::{ArchiveKey, Error};
@@ -54,7 +58,7 @@ impl Matrix {
     }
 }
 
-fn setup() -> (Matrix, Vec<u8>) {
+fn setup(signed: bool) -> (Matrix, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     // The source: a seeded store, written with small segments so the archive has many chunks.
     let mut source = Store::open(dir.path().join("source.db")).unwrap();
@@ -78,7 +82,14 @@ fn setup() -> (Matrix, Vec<u8>) {
             elements: vec![ArchiveElement::Messages, ArchiveElement::Consent],
             ..Default::default()
         },
-        &Origin::of_store(&source).unwrap(),
+        &if signed {
+            Origin {
+                signer: Some(Arc::new(Ed25519Signer::from_seed("me", &[7; 32]))),
+                ..Default::default()
+            }
+        } else {
+            Origin::of_store(&source).unwrap()
+        },
         &Control::new(),
         &WriterOptions {
             segment_size: 4096,
@@ -139,7 +150,17 @@ fn length_damage(e: &ArchiveError) -> bool {
 
 #[test]
 fn every_kind_of_damage_is_refused_with_its_error_and_the_store_is_unchanged() {
-    let (mut m, good) = setup();
+    matrix(false);
+}
+
+#[test]
+fn every_kind_of_damage_to_a_signed_archive_is_refused_the_same_way() {
+    matrix(true);
+}
+
+fn matrix(signed: bool) {
+    let (mut m, good) = setup(signed);
+    assert_eq!(good[9], signed as u8, "minor version");
     let parts = chunks(&good);
     let n = parts.len();
     assert!(n >= 8, "the archive has many chunks ({n})");
@@ -152,6 +173,12 @@ fn every_kind_of_damage_is_refused_with_its_error_and_the_store_is_unchanged() {
         let mut s = Store::open(&copy).unwrap();
         let r = backup::import_archive(&mut s, &m.file, &key(), &Control::new()).unwrap();
         assert!(r.messages_imported > 0);
+        let want = if signed {
+            SignatureStatus::Valid
+        } else {
+            SignatureStatus::Unsigned
+        };
+        assert_eq!(r.signature, want);
     }
 
     // Every byte of the header.
