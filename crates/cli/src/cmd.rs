@@ -51,7 +51,8 @@ impl KeyArgs {
 
 #[derive(Subcommand)]
 pub enum ArchiveCmd {
-    /// Write an encrypted archive of this installation's conversations, messages and consent.
+    /// Write an encrypted archive of this installation's conversations, messages and consent,
+    /// signed by this installation (a folder without an installation writes it unsigned).
     Create {
         out: PathBuf,
         #[command(flatten)]
@@ -71,8 +72,10 @@ pub enum ArchiveCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show an archive's metadata (reads only its header and first chunk); without a key, only
-    /// its format and the kind of key it needs.
+    /// Show an archive's metadata and who signed it (the signature is checked by hashing the
+    /// file; only the first and last chunks are decrypted); in a registered folder, also where
+    /// the signer stands in its inbox's identity log. Without a key, only its format and the
+    /// kind of key it needs.
     Inspect {
         input: PathBuf,
         #[command(flatten)]
@@ -293,6 +296,10 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                     meta.message_count.unwrap_or(0),
                     meta.consent_count.unwrap_or(0)
                 );
+                println!(
+                    "signature: {}",
+                    signature_line(meta.signature, meta.signed_by.as_ref(), None, None)
+                );
             }
         }
         ArchiveCmd::Inspect { input, key, json } => {
@@ -318,7 +325,12 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let meta = backup::archive_metadata(&input, &key.key()?)?;
+            let key = key.key()?;
+            // A registered installation also looks the signer up in its inbox's identity log.
+            let meta = match registered_client(&home)? {
+                Some(client) => client.archive_metadata(&input, &key)?,
+                None => backup::archive_metadata(&input, &key)?,
+            };
             if json {
                 print_json(&meta)?;
             } else {
@@ -420,6 +432,15 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                         report.unknown_skipped
                     );
                 }
+                println!(
+                    "signature: {}",
+                    signature_line(
+                        report.signature,
+                        report.signed_by.as_ref(),
+                        report.installation_status,
+                        None
+                    )
+                );
             }
         }
     }
@@ -475,6 +496,48 @@ fn print_metadata(m: &backup::ArchiveMetadata) {
         println!("holds:         {c} conversations, {n} messages, {k} consent records");
     }
     println!("file bytes:    {}", m.file_bytes);
+    println!(
+        "signature:     {}",
+        signature_line(
+            m.signature,
+            m.signed_by.as_ref(),
+            m.installation_status,
+            m.signature_error.as_deref()
+        )
+    );
+}
+
+/// Who signed an archive and whether it holds, in one line.
+fn signature_line(
+    signature: backup::SignatureStatus,
+    by: Option<&backup::SignedBy>,
+    status: Option<backup::InstallationStatus>,
+    error: Option<&str>,
+) -> String {
+    use backup::{InstallationStatus, SignatureStatus};
+    let Some(by) = by else {
+        return "none (unsigned: made before archives were signed, or without an installation)"
+            .into();
+    };
+    let who = format!(
+        "installation {} of inbox {}",
+        by.installation_id, by.inbox_id
+    );
+    match signature {
+        SignatureStatus::Valid => {
+            let standing = match status {
+                Some(InstallationStatus::Active) => " (active in its inbox's identity log)",
+                Some(InstallationStatus::Revoked) => " (REVOKED from its inbox since)",
+                Some(InstallationStatus::Unknown) => " (NOT in that inbox's identity log)",
+                None => "",
+            };
+            format!("valid, by {who}{standing}")
+        }
+        _ => format!(
+            "INVALID: claims {who}, but {}",
+            error.unwrap_or("the signature does not verify")
+        ),
+    }
 }
 
 #[derive(Serialize)]

@@ -147,6 +147,12 @@ fn seed_create_inspect_import_list() {
     assert_eq!(inspected["format_version"], created["format_version"]);
     assert_eq!(inspected["created_at_ns"], created["created_at_ns"]);
     assert_eq!(inspected["elements"], created["elements"]);
+    // A seeded folder has no installation: its archives are unsigned (format 1.0).
+    for j in [&created, &inspected] {
+        assert_eq!(j["format_version"], "1.0");
+        assert_eq!(j["signature"], "unsigned");
+        assert!(j["signed_by"].is_null(), "{j}");
+    }
 
     let report = ok_json(
         &b,

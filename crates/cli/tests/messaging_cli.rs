@@ -131,8 +131,27 @@ fn the_messaging_commands_tell_a_conversation_end_to_end() {
             .arg("--json"),
     );
     assert_eq!(made["inbox_id"], alice_inbox.as_str());
+    // Signed by the installation that made it.
+    assert_eq!(made["signature"], "valid");
+    assert_eq!(made["signed_by"]["inbox_id"], alice_inbox.as_str());
+    assert_eq!(
+        made["signed_by"]["installation_id"],
+        alice["installation_id"]
+    );
     let a3 = t.path().join("a3");
     init(&a3, &node, Some(&key));
+    let inspected = json(
+        ferry(&a3)
+            .args(["archive", "inspect"])
+            .arg(&archive)
+            .arg("--key-file")
+            .arg(&k)
+            .arg("--json"),
+    );
+    assert_eq!(inspected["format_version"], "1.1");
+    assert_eq!(inspected["signature"], "valid");
+    assert_eq!(inspected["signed_by"], made["signed_by"]);
+    assert_eq!(inspected["installation_status"], "active", "{inspected}");
     let report = json(
         ferry(&a3)
             .args(["archive", "import"])
@@ -142,6 +161,8 @@ fn the_messaging_commands_tell_a_conversation_end_to_end() {
             .arg("--json"),
     );
     assert_eq!(report["conversations_added"], 2);
+    assert_eq!(report["signature"], "valid");
+    assert_eq!(report["installation_status"], "active");
     let restored = json(ferry(&a3).args(["conversations", "list", "--json"]));
     let r = restored
         .as_array()
