@@ -109,7 +109,10 @@ pub fn expect(chunk0: &[u8], rest: &[u8]) -> Expected {
                     Some(archive_element::Element::Message(m)) => Element::Message(m),
                     Some(archive_element::Element::Consent(c)) => Element::Consent(c),
                     None => Element::Unknown,
-                    Some(archive_element::Element::Metadata(_)) => {
+                    // A second metadata, or a signature in the frames of an unsigned (1.0)
+                    // archive (§15: only a signed archive's final chunk holds one).
+                    Some(archive_element::Element::Metadata(_))
+                    | Some(archive_element::Element::Signature(_)) => {
                         out.error = Some(FrameError::Malformed);
                         return out;
                     }

@@ -186,7 +186,7 @@ pub fn archive_frames(data: &[u8]) {
                         element: Some(E::Consent(c)),
                     }) => Want::Element(Element::Consent(c)),
                     Ok(ArchiveElement {
-                        element: Some(E::Metadata(_)),
+                        element: Some(E::Metadata(_) | E::Signature(_)),
                     })
                     | Err(_) => Want::Malformed,
                 });
