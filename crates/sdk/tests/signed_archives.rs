@@ -441,7 +441,10 @@ fn a_sync_reply_whose_archive_another_own_installation_signed_is_refused() {
         "{why}"
     );
     assert!(!from_a1.imported);
-    assert_eq!(a3.pending_sync_requests().unwrap(), std::slice::from_ref(&pin));
+    assert_eq!(
+        a3.pending_sync_requests().unwrap(),
+        std::slice::from_ref(&pin)
+    );
     let imported = a3
         .store()
         .messages(&MessageFilter::default())
