@@ -106,6 +106,9 @@ impl<W: Write> ArchiveWriter<W> {
         signer: Arc<dyn ArchiveSigner>,
     ) -> Result<Self> {
         let installation = signer.installation_id();
+        if signer.inbox_id().is_empty() {
+            return Err(Error::Signer("the signer names no inbox".into()));
+        }
         if metadata.inbox_id.is_empty() {
             metadata.inbox_id = signer.inbox_id().to_string();
         }

@@ -342,6 +342,10 @@ fn another_installations_signature_is_refused_and_a_lying_signer_cannot_write() 
     ));
     let w = ArchiveWriter::signed(Vec::new(), &key(), metadata(), &opts(0), liar).unwrap();
     assert!(matches!(w.finish(), Err(Error::Signer(_))));
+    // A signer of no inbox (a signed archive must name one).
+    let nobody = Arc::new(Ed25519Signer::from_seed("", &SEED));
+    let r = ArchiveWriter::signed(Vec::new(), &key(), metadata(), &opts(0), nobody);
+    assert!(matches!(r, Err(Error::Signer(_))));
     // Metadata that names someone else than the signer.
     let mut m = metadata();
     m.inbox_id = "inbox-other".into();
