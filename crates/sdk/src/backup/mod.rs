@@ -675,12 +675,21 @@ fn apply_source<P>(store: &mut Store, len: u64, ctl: &Control, s: Source<P>) -> 
 where
     P: FnOnce(&BatchSink) -> Result<()> + Send,
 {
-    let mut report = apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)?;
-    if s.signed_by.is_some() {
-        report.signature = SignatureStatus::Valid;
+    let report = apply_items(store, len, s.elements_total, s.messages, ctl, s.produce)?;
+    Ok(report.signed(s.signed_by))
+}
+
+impl ImportReport {
+    /// The report of an archive read to its end: signed by `signed_by` (whose signature the
+    /// reader verified), or unsigned.
+    pub(crate) fn signed(mut self, signed_by: Option<SignedBy>) -> Self {
+        self.signature = match signed_by {
+            Some(_) => SignatureStatus::Valid,
+            None => SignatureStatus::Unsigned,
+        };
+        self.signed_by = signed_by;
+        self
     }
-    report.signed_by = s.signed_by;
-    Ok(report)
 }
 
 /// One decoded, converted batch from the reading thread.

@@ -111,12 +111,16 @@ pub fn import_archive_preview(
         ArchiveFormat::Xmtp => {
             let s = xmtp::source(f, key)?;
             let t = s.elements_total;
-            (stream_items(&mut probe, len, t, ctl, s.produce)?, t)
+            let totals = stream_items(&mut probe, len, t, ctl, s.produce)?;
+            (totals.signed(s.signed_by), t)
         }
         ArchiveFormat::Ferry => {
+            // Read to its end, so a signed archive's signature is verified as the import
+            // verifies it.
             let s = ferry_source(f, key)?;
             let t = s.elements_total;
-            (stream_items(&mut probe, len, t, ctl, s.produce)?, t)
+            let totals = stream_items(&mut probe, len, t, ctl, s.produce)?;
+            (totals.signed(s.signed_by), t)
         }
     };
     ctl.report(Progress {

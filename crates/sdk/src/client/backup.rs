@@ -186,7 +186,12 @@ impl Client {
         ctl: &Control,
     ) -> Result<ImportPreview> {
         self.refuse_foreign(path, key, None)?;
-        backup::import_archive_preview(&self.store(), path, key, ctl)
+        let mut p = backup::import_archive_preview(&self.store(), path, key, ctl)?;
+        if let Some(s) = &p.totals.signed_by {
+            p.totals.installation_status =
+                self.installation_status(&s.inbox_id, &s.installation_id);
+        }
+        Ok(p)
     }
 
     /// Before anything is read further (from the header and the metadata chunk): a Ferry
