@@ -7,13 +7,13 @@ mod net_common;
 use std::time::Duration;
 
 use ferry_history::{HistoryConfig, RunningHistoryServer};
-use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload, SyncReply};
+use ferry_proto::message::{sync_payload, SyncPayload, SyncReply};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ConversationFilter, ConversationKind,
     MessageFilter, MessageKind, SyncMessageRecord,
 };
 use ferry_sdk::{AccountKey, Client, Error, Group, GroupOptions, SyncOptions};
-use net_common::{count_files, texts, Net};
+use net_common::{count_files, sync_envelope, texts, Net};
 use prost::Message as _;
 use zeroize::Zeroizing;
 
@@ -107,26 +107,6 @@ fn a_payload_tampered_on_the_server_is_refused_and_nothing_is_imported() {
         .filter(|m| m.kind == MessageKind::Application && m.content_type.type_id != "sync")
         .count();
     assert_eq!(imported, 0, "only sync-group and membership rows");
-}
-
-/// A sync-group payload as an installation would send it (for hostile and replay cases).
-fn sync_envelope(kind: sync_payload::Kind) -> Envelope {
-    Envelope {
-        content_type: Some(ContentTypeId {
-            authority: "ferry.chat".into(),
-            type_id: "sync".into(),
-            major: 1,
-            minor: 0,
-        }),
-        content: SyncPayload { kind: Some(kind) }.encode_to_vec(),
-        fallback: None,
-        sent_at_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i64,
-        reference_id: None,
-        parameters: None,
-    }
 }
 
 /// The replies stored in `c`'s sync groups.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ferry_archive::raw::RawArchive;
 use ferry_archive::{ArchiveSigner, Ed25519Signer, Error as ArchiveError, WriterOptions};
-use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload, SyncReply};
+use ferry_proto::message::{sync_payload, SyncPayload, SyncReply};
 use ferry_sdk::backup::{
     self, ArchiveMetadata, ArchiveOptions, Control, InstallationStatus, Origin, SignatureStatus,
     SignedBy,
@@ -21,7 +21,7 @@ use ferry_sdk::backup::{
 use ferry_sdk::dev::{seed, SeedOptions};
 use ferry_sdk::store::{ConversationFilter, ConversationKind, MessageFilter, MessageKind, Store};
 use ferry_sdk::{AccountKey, ArchiveKey, Error, GroupOptions, SyncOptions};
-use net_common::{texts, Net};
+use net_common::{sync_envelope, texts, Net};
 use prost::Message as _;
 
 const SEED: [u8; 32] = [0x31; 32];
@@ -345,23 +345,6 @@ fn a_clients_archives_are_signed_and_the_signer_is_checked_in_the_identity_log()
     let m = a2.archive_metadata(&path3, &key()).unwrap();
     assert_eq!(m.signature, SignatureStatus::Valid);
     assert_eq!(m.installation_status, Some(InstallationStatus::Unknown));
-}
-
-/// A sync-group payload as an installation would send it.
-fn sync_envelope(kind: sync_payload::Kind) -> Envelope {
-    Envelope {
-        content_type: Some(ContentTypeId {
-            authority: "ferry.chat".into(),
-            type_id: "sync".into(),
-            major: 1,
-            minor: 0,
-        }),
-        content: SyncPayload { kind: Some(kind) }.encode_to_vec(),
-        fallback: None,
-        sent_at_ns: ferry_sdk::now_ns(),
-        reference_id: None,
-        parameters: None,
-    }
 }
 
 /// The reply with pin `pin` in `c`'s sync groups.

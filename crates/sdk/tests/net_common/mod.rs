@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use ferry_history::{HistoryConfig, RunningHistoryServer};
 use ferry_node::{NodeConfig, RunningNode};
+use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload};
 use ferry_sdk::store::MessageKind;
 use ferry_sdk::{AccountKey, Client, ClientOptions, Group, GroupOptions, MessageQuery};
+use prost::Message as _;
 use zeroize::Zeroizing;
 
 /// A node and a history server on loopback, and a folder for clients.
@@ -114,4 +116,21 @@ pub fn texts(g: &Group) -> Vec<String> {
         .filter(|m| m.kind == MessageKind::Application)
         .filter_map(|m| m.text())
         .collect()
+}
+
+/// A sync-group payload as an installation would send it (for forged and replayed replies).
+pub fn sync_envelope(kind: sync_payload::Kind) -> Envelope {
+    Envelope {
+        content_type: Some(ContentTypeId {
+            authority: "ferry.chat".into(),
+            type_id: "sync".into(),
+            major: 1,
+            minor: 0,
+        }),
+        content: SyncPayload { kind: Some(kind) }.encode_to_vec(),
+        fallback: None,
+        sent_at_ns: ferry_sdk::now_ns(),
+        reference_id: None,
+        parameters: None,
+    }
 }
