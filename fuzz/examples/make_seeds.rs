@@ -22,7 +22,7 @@ use ferry_fuzz::targets::proto_selector;
 use ferry_fuzz::{archive_key, frame, gen, spec, xmtp, ARCHIVE_KEY, XMTP_KEY};
 use ferry_identity::{Account, InboxState, KeyPair};
 use ferry_proto::{message, node};
-use ferry_xmtp::{XmtpReader, XmtpRecord};
+use ferry_xmtp_archive::{XmtpReader, XmtpRecord};
 use prost::Message;
 
 struct Out {
@@ -349,7 +349,7 @@ fn seed_from_ferry(out: &mut Out, i: usize, data: &[u8]) {
 
 /// The records of a real libxmtp archive as `proto_decode` seeds.
 fn seed_from_xmtp(out: &mut Out, i: usize, data: &[u8]) {
-    use ferry_xmtp::proto::{backup_element::Element as E, BackupElement, BackupMetadataSave};
+    use ferry_xmtp_archive::proto::{backup_element::Element as E, BackupElement, BackupMetadataSave};
     let mut r = XmtpReader::open(data, &XMTP_KEY).expect("a --xmtp archive with the zero key");
     let m = r.metadata().clone();
     let meta = BackupMetadataSave {
@@ -357,9 +357,9 @@ fn seed_from_xmtp(out: &mut Out, i: usize, data: &[u8]) {
             .elements
             .iter()
             .map(|s| match s {
-                ferry_xmtp::Selection::Messages => 1,
-                ferry_xmtp::Selection::Consent => 2,
-                ferry_xmtp::Selection::Other(x) => *x,
+                ferry_xmtp_archive::Selection::Messages => 1,
+                ferry_xmtp_archive::Selection::Consent => 2,
+                ferry_xmtp_archive::Selection::Other(x) => *x,
             })
             .collect(),
         exported_at_ns: m.exported_at_ns,
@@ -425,6 +425,7 @@ fn proto_seeds(out: &mut Out) {
         sent_at_ns: 1_700_000_000_000_000_000,
         reference_id: Some(vec![9; 32]),
         parameters: None,
+        idempotency_key: None,
     };
     out.proto("message::Envelope", "text", &envelope.encode_to_vec());
     out.proto("message::ContentTypeId", "text", &ct.encode_to_vec());

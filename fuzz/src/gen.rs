@@ -3,7 +3,7 @@
 
 use arbitrary::Arbitrary;
 use ferry_archive::proto;
-use ferry_xmtp::proto as xproto;
+use ferry_xmtp_archive::proto as xproto;
 use prost::Message;
 
 /// A Ferry archive `Metadata`.

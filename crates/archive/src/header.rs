@@ -38,7 +38,7 @@ pub enum KeyKind {
 }
 
 /// The parsed header: everything in it is readable without the key (see [`read_header`]); none
-/// of it is trusted until [`Header::unlock`] has checked the key and the MAC.
+/// of it is trusted until `Header::unlock` has checked the key and the MAC.
 #[derive(Debug, Clone)]
 pub struct Header {
     pub major: u8,

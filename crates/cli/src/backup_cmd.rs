@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ferry_sdk::backup::ArchiveElement;
-use ferry_sdk::backups::{
+use ferry_sdk::archive::ArchiveElement;
+use ferry_sdk::backup_manager::{
     self, DestinationSpec, Frequency, KeySource, ListedBackup, Policy, Weekday,
 };
 use ferry_sdk::ArchiveKey;
 
-use crate::cmd::{home_dir, home_path, open_store, KeyArgs};
+use crate::archive_cmd::KeyArgs;
+use crate::cmd::{home_dir, home_path, open_store};
 use crate::output::anyhow_like::Result;
 use crate::output::{local_time, print_json};
 
@@ -80,10 +81,10 @@ pub enum PolicyCmd {
         #[arg(long)]
         every_messages: Option<u64>,
         /// Verified backups to keep. Default 5.
-        #[arg(long, default_value_t = backups::DEFAULT_RETENTION)]
+        #[arg(long, default_value_t = backup_manager::DEFAULT_RETENTION)]
         retention: u32,
         /// Label of each archive; {date} and {time} become the backup's local date and time.
-        #[arg(long, default_value = backups::DEFAULT_LABEL)]
+        #[arg(long, default_value = backup_manager::DEFAULT_LABEL)]
         label: String,
         /// What to include: messages, consent, or both (comma-separated). Default both.
         #[arg(long, value_delimiter = ',')]
@@ -161,7 +162,7 @@ fn resolve_destination(
     home: &Path,
     d: &DestArgs,
     policy: Option<&Policy>,
-) -> Result<Box<dyn backups::Destination>> {
+) -> Result<Box<dyn backup_manager::Destination>> {
     let spec = match d.spec()? {
         Some(s) => s,
         None => match policy.and_then(|p| p.destination.clone()) {
@@ -225,11 +226,11 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             if let Some(list) = elements {
                 policy.elements = parse_elements(&list)?;
             }
-            backups::set_policy(&store, &policy, ferry_sdk::now_ns())?;
+            backup_manager::set_policy(&store, &policy, ferry_sdk::now_ns())?;
             show_policy(&policy, json)?;
         }
         BackupCmd::Policy(PolicyCmd::Show { json }) => {
-            let policy = backups::policy(&store)?.ok_or(
+            let policy = backup_manager::policy(&store)?.ok_or(
                 "no backup policy is set (ferry backup policy set --frequency daily --key-file K)",
             )?;
             show_policy(&policy, json)?;
@@ -241,7 +242,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             dest,
             json,
         } => {
-            let policy = backups::policy(&store)?;
+            let policy = backup_manager::policy(&store)?;
             if policy.is_none() && !now {
                 return Err(
                     "no backup policy is set: set one with `ferry backup policy set`, or use --now"
@@ -252,9 +253,9 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             let destination = resolve_destination(&home, &dest, policy.as_ref())?;
             let clock = now_or(clock_ns);
             let report = if now {
-                backups::run_backup_now(&store, clock, &key, &destination)?
+                backup_manager::run_backup_now(&store, clock, &key, &destination)?
             } else {
-                backups::run_due_backups(&store, clock, &key, &destination)?
+                backup_manager::run_due_backups(&store, clock, &key, &destination)?
             };
             if json {
                 print_json(&report)?;
@@ -282,7 +283,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
         }
         BackupCmd::List { .. } => unreachable!("handled above"),
         BackupCmd::Status { clock_ns, json } => {
-            let status = backups::backup_status(&store, now_or(clock_ns))?;
+            let status = backup_manager::backup_status(&store, now_or(clock_ns))?;
             if json {
                 print_json(&status)?;
             } else {
@@ -327,7 +328,7 @@ fn list(
     let home = home_path(home)?;
     let db = home.join("ferry.db");
     let policy = if db.exists() {
-        backups::policy(&ferry_sdk::store::Store::open(&db)?)?
+        backup_manager::policy(&ferry_sdk::store::Store::open(&db)?)?
     } else {
         None
     };
@@ -336,10 +337,10 @@ fn list(
         || key.passphrase_file.is_some()
         || policy.as_ref().is_some_and(|p| p.key_source.is_some());
     let list = if locked || !has_key {
-        backups::list_locked_backups(&destination)?
+        backup_manager::list_locked_backups(&destination)?
     } else {
         let key = resolve_key(key, policy.as_ref())?;
-        backups::list_backups(&destination, &key)?
+        backup_manager::list_backups(&destination, &key)?
     };
     if json {
         print_json(&list)?;
@@ -365,7 +366,7 @@ fn parse_frequency(
     if hour.is_some() && kind == "never" {
         return Err("--hour does not apply to --frequency never".into());
     }
-    let hour = hour.unwrap_or(backups::DEFAULT_HOUR);
+    let hour = hour.unwrap_or(backup_manager::DEFAULT_HOUR);
     Ok(match kind.as_str() {
         "never" => Frequency::Never,
         "daily" => Frequency::Daily { hour },
@@ -464,7 +465,7 @@ fn print_list(describe: &str, list: &[ListedBackup]) {
 /// is due, if any, and says what it did. Nothing happens without a policy.
 pub fn run_due_now(home: &Path) -> Result<Option<String>> {
     let store = ferry_sdk::store::Store::open(home.join("ferry.db"))?;
-    let Some(policy) = backups::policy(&store)? else {
+    let Some(policy) = backup_manager::policy(&store)? else {
         return Ok(None);
     };
     let none = KeyArgs {
@@ -480,7 +481,8 @@ pub fn run_due_now(home: &Path) -> Result<Option<String>> {
         },
         Some(&policy),
     )?;
-    let report = backups::run_due_backups(&store, ferry_sdk::now_ns(), &key, destination.as_ref())?;
+    let report =
+        backup_manager::run_due_backups(&store, ferry_sdk::now_ns(), &key, destination.as_ref())?;
     Ok(report.made.map(|m| {
         let deleted = report.prune.as_ref().map_or(0, |p| p.deleted.len());
         format!(

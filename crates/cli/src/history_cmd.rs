@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use ferry_sdk::backup::ImportReport;
-use ferry_sdk::{Client, SyncOptions};
+use ferry_sdk::archive::ImportReport;
+use ferry_sdk::blocking::Client;
+use ferry_sdk::SyncOptions;
 use serde::Serialize;
 
 use crate::msg_cmd::open_client;
@@ -237,7 +238,7 @@ pub fn run(home: Option<PathBuf>, c: HistoryCmd) -> Result<()> {
                         a.conversation_count,
                         a.message_count,
                         if a.consent { ", consent" } else { "" },
-                        &a.sender_installation_id[..16],
+                        &a.sender_installation_id.to_string()[..16],
                         a.state,
                         if a.imported { " (imported here)" } else { "" },
                     );

@@ -3,14 +3,11 @@
 //! Every command that takes `--json` prints exactly one JSON value on stdout. On failure the
 //! program exits non-zero and prints one line on stderr naming the cause.
 
+mod archive_cmd;
 mod backup_cmd;
 mod bench;
-mod bench_history;
-mod bench_load;
-mod bench_node;
 mod cmd;
 mod demo;
-mod demo_messaging;
 mod history_cmd;
 mod msg_cmd;
 mod output;
@@ -132,10 +129,10 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Largest accepted upload, in bytes.
-        #[arg(long, default_value_t = ferry_history::HistoryConfig::default().max_bytes)]
+        #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().max_bytes)]
         max_bytes: u64,
         /// How long a payload is kept, in seconds.
-        #[arg(long, default_value_t = ferry_history::HistoryConfig::default().ttl.as_secs())]
+        #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().ttl.as_secs())]
         ttl_secs: u64,
         /// Delete a payload after its first complete download.
         #[arg(long)]
@@ -154,7 +151,7 @@ enum Command {
     },
     /// Create, inspect, verify and import archives.
     #[command(subcommand)]
-    Archive(cmd::ArchiveCmd),
+    Archive(archive_cmd::ArchiveCmd),
     /// Scheduled backups: policy, run, list, status.
     #[command(subcommand)]
     Backup(backup_cmd::BackupCmd),
@@ -202,7 +199,7 @@ fn main() {
     let cli = parse_cli();
     let home = cli.home;
     let result = match cli.command {
-        Command::Keygen { out, hex } => cmd::keygen(&out, hex),
+        Command::Keygen { out, hex } => archive_cmd::keygen(&out, hex),
         Command::Init {
             node,
             history_url,
@@ -248,7 +245,7 @@ fn main() {
             delete_after_download,
             tls,
         } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key).and_then(|tls| {
-            msg_cmd::history_server(ferry_history::HistoryConfig {
+            msg_cmd::history_server(ferry_history_server::HistoryConfig {
                 listen,
                 dir,
                 max_bytes,
@@ -260,7 +257,7 @@ fn main() {
         }),
         Command::History(c) => history_cmd::run(home, c),
         Command::HmacKeys { json } => history_cmd::hmac_keys(home, json),
-        Command::Archive(c) => cmd::archive(home, c),
+        Command::Archive(c) => archive_cmd::archive(home, c),
         Command::Backup(c) => backup_cmd::run(home, c),
         Command::Conversations(c) => cmd::conversations(home, c),
         Command::Messages(c) => cmd::messages(home, c),

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Subcommand;
-use ferry_sdk::{AccountKey, Client, ClientOptions, GroupOptions};
+use ferry_sdk::blocking::Client;
+use ferry_sdk::{AccountKey, ClientOptions, GroupOptions};
 use serde::Serialize;
 
 use crate::cmd::{home_dir, home_path, ConversationJson};
@@ -442,7 +443,10 @@ pub fn installations(home: Option<PathBuf>, c: InstallationsCmd) -> Result<()> {
                 .ok()
                 .and_then(|v| v.try_into().ok())
                 .ok_or("installation id must be 64 hex digits")?;
-            client.revoke_installation(&key, &id)?;
+            client.revoke_installation(
+                std::sync::Arc::new(ferry_sdk::KeyPair::from_seed(&key)),
+                &id,
+            )?;
             if json {
                 print_json(&Done {
                     id: hex::encode(id),
@@ -504,9 +508,9 @@ pub fn node(
 }
 
 /// `ferry history-server`: runs the history server until SIGINT/SIGTERM.
-pub fn history_server(config: ferry_history::HistoryConfig) -> Result<()> {
+pub fn history_server(config: ferry_history_server::HistoryConfig) -> Result<()> {
     let where_ = format!("data in {}", config.dir.display());
-    let running = ferry_history::RunningHistoryServer::start(config)?;
+    let running = ferry_history_server::RunningHistoryServer::start(config)?;
     serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }
 

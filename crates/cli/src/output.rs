@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use ferry_sdk::backup::{Control, Progress};
+use ferry_sdk::archive::{Control, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The error and its causes on one line.

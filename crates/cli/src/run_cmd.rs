@@ -86,7 +86,7 @@ fn event_line(event: ferry_sdk::Event) -> Option<String> {
         }) => format!(
             "history request {pin} from installation {} answered: an archive of {messages} \
              messages in {conversations} conversations",
-            &requester_installation_id[..requester_installation_id.len().min(16)]
+            &requester_installation_id.to_string()[..16]
         ),
         Event::DeviceSync(DeviceSyncEvent::HistoryImported { pin, report }) => format!(
             "history {pin} imported: {} messages new, {} already here; {} conversations new",
@@ -100,7 +100,7 @@ fn event_line(event: ferry_sdk::Event) -> Option<String> {
             if installations.len() == 1 { "" } else { "s" },
             installations
                 .iter()
-                .map(|i| &i[..i.len().min(16)])
+                .map(|i| i.to_string()[..16].to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -30,32 +30,91 @@ const INBOX_ID_CONTEXT: &[u8] = b"ferry inbox v1\0";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
+    /// The update's signed bytes are not a valid protobuf update.
     #[error("identity update does not decode: {0}")]
     Decode(String),
+    /// The update names another inbox than the log it was given for.
     #[error("identity update is for inbox {found}, not {expected}")]
-    WrongInbox { expected: String, found: String },
+    WrongInbox {
+        /// The log's inbox id.
+        expected: String,
+        /// The inbox id the update names.
+        found: String,
+    },
+    /// The update's position in the log is not the next one (or a create-inbox entry after
+    /// the first).
     #[error("identity update has sequence {found}, expected {expected}")]
-    WrongSequence { expected: u64, found: u64 },
+    WrongSequence {
+        /// The next position of the log.
+        expected: u64,
+        /// The position the update names.
+        found: u64,
+    },
+    /// The update's previous hash is not the hash of the entry before it.
     #[error("identity update {sequence} does not follow the log (previous hash mismatch)")]
-    BrokenChain { sequence: u64 },
+    BrokenChain {
+        /// The update's position in the log.
+        sequence: u64,
+    },
+    /// The log is empty or does not start with a create-inbox entry.
     #[error("an inbox log must start with a create-inbox entry")]
     NotCreated,
+    /// The inbox id is not the one derived from the log's account key.
     #[error("the inbox id does not match the account key")]
     InboxIdMismatch,
+    /// The account key's signature of the update does not verify.
     #[error("identity update {sequence} has an invalid account signature")]
-    BadAccountSignature { sequence: u64 },
+    BadAccountSignature {
+        /// The update's position in the log.
+        sequence: u64,
+    },
+    /// An add-installation entry without a valid signature by the installation's own key.
     #[error("identity update {sequence} lacks a valid signature by the installation it adds")]
-    BadInstallationSignature { sequence: u64 },
+    BadInstallationSignature {
+        /// The update's position in the log.
+        sequence: u64,
+    },
+    /// A public key in the update that is not a 32-byte Ed25519 key.
     #[error("malformed public key in identity update {sequence}")]
-    BadKey { sequence: u64 },
+    BadKey {
+        /// The update's position in the log.
+        sequence: u64,
+    },
+    /// An installation (hex) added a second time: it is already in the inbox, or was
+    /// revoked from it.
     #[error("installation {0} is already in this inbox (or was revoked)")]
     InstallationExists(String),
+    /// Revoking an installation (hex) that is not active in the inbox.
     #[error("installation {0} is not an active installation of this inbox")]
     UnknownInstallation(String),
+    /// The update carries no action.
     #[error("identity update has no action")]
     NoAction,
 }
 
+impl IdentityError {
+    /// Whether the same call may succeed if made again later: never. Each variant says the
+    /// update or log itself is invalid (malformed, out of order, badly signed), which
+    /// trying again does not change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IdentityError::Decode(_)
+            | IdentityError::WrongInbox { .. }
+            | IdentityError::WrongSequence { .. }
+            | IdentityError::BrokenChain { .. }
+            | IdentityError::NotCreated
+            | IdentityError::InboxIdMismatch
+            | IdentityError::BadAccountSignature { .. }
+            | IdentityError::BadInstallationSignature { .. }
+            | IdentityError::BadKey { .. }
+            | IdentityError::InstallationExists(_)
+            | IdentityError::UnknownInstallation(_)
+            | IdentityError::NoAction => false,
+        }
+    }
+}
+
+/// The identity crate's result: [`IdentityError`] unless said otherwise.
 pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
 /// The inbox id of an account public key: lowercase hex of
@@ -101,10 +160,10 @@ impl KeyPair {
     }
 
     fn sign(&self, context: &[u8], msg: &[u8]) -> Vec<u8> {
-        let mut m = Vec::with_capacity(context.len() + msg.len());
-        m.extend_from_slice(context);
-        m.extend_from_slice(msg);
-        self.signing.sign(&m).to_bytes().to_vec()
+        self.signing
+            .sign(&signed_bytes(context, msg))
+            .to_bytes()
+            .to_vec()
     }
 }
 
@@ -115,6 +174,54 @@ fn verify(public: &[u8], context: &[u8], msg: &[u8], sig: &[u8]) -> Option<bool>
     m.extend_from_slice(context);
     m.extend_from_slice(msg);
     Some(key.verify_strict(&m, &sig).is_ok())
+}
+
+/// Why an [`AccountSigner`] did not sign (a keystore that is locked, a user who declined, a
+/// hardware token that is gone).
+///
+/// The message is the signer's own: what happened and, where it knows, what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the account key did not sign: {0}")]
+pub struct SignerError(
+    /// The signer's explanation.
+    pub String,
+);
+
+impl SignerError {
+    /// Whether the same call may succeed if made again later: false. A signer's error is only
+    /// a message, so a caller cannot tell a keystore that may unlock later from a user who
+    /// declined or a key that is gone; asking again is the app's decision, not a retry.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// Signs with an account key (Ed25519), wherever the key is kept: in memory ([`KeyPair`]), in a
+/// key file, in the platform's keystore or on a hardware token. Only the public key and
+/// signatures cross this trait, so an app never has to hand the secret to the SDK.
+pub trait AccountSigner: Send + Sync {
+    /// The account's Ed25519 public key (32 bytes); the inbox id derives from it.
+    fn public_key(&self) -> [u8; 32];
+    /// An Ed25519 signature (64 bytes) of exactly `message`.
+    fn sign(&self, message: &[u8]) -> std::result::Result<[u8; 64], SignerError>;
+}
+
+impl AccountSigner for KeyPair {
+    fn public_key(&self) -> [u8; 32] {
+        KeyPair::public_key(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> std::result::Result<[u8; 64], SignerError> {
+        Ok(self.signing.sign(message).to_bytes())
+    }
+}
+
+/// `context || msg`, the bytes an identity signature covers.
+fn signed_bytes(context: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + msg.len());
+    m.extend_from_slice(context);
+    m.extend_from_slice(msg);
+    m
 }
 
 /// Where an installation stands in its inbox.
@@ -298,41 +405,55 @@ fn check_inbox(expected: &str, u: &UnsignedIdentityUpdate) -> Result<()> {
     Ok(())
 }
 
-/// Writing updates: what an account key holder does.
+/// Writing updates: what an account key holder does. Signing may fail when the key is kept
+/// outside ([`AccountSigner`]).
+#[derive(Clone)]
 pub struct Account {
-    key: KeyPair,
+    signer: std::sync::Arc<dyn AccountSigner>,
 }
 
 impl Account {
+    /// An account whose key is in memory.
     pub fn new(key: KeyPair) -> Self {
-        Account { key }
+        Account {
+            signer: std::sync::Arc::new(key),
+        }
     }
 
-    pub fn key(&self) -> &KeyPair {
-        &self.key
+    /// An account whose key is kept by `signer`.
+    pub fn with_signer(signer: std::sync::Arc<dyn AccountSigner>) -> Self {
+        Account { signer }
     }
 
+    /// The inbox this account key controls.
     pub fn inbox_id(&self) -> String {
-        inbox_id(&self.key.public_key())
+        inbox_id(&self.signer.public_key())
+    }
+
+    fn account_signature(&self, unsigned: &[u8]) -> std::result::Result<Vec<u8>, SignerError> {
+        Ok(self
+            .signer
+            .sign(&signed_bytes(ACCOUNT_CONTEXT, unsigned))?
+            .to_vec())
     }
 
     /// The first entry of a new inbox's log.
-    pub fn create_inbox(&self, now_ns: i64) -> IdentityUpdate {
+    pub fn create_inbox(&self, now_ns: i64) -> std::result::Result<IdentityUpdate, SignerError> {
         let unsigned = UnsignedIdentityUpdate {
             inbox_id: self.inbox_id(),
             sequence: 0,
             previous_hash: Vec::new(),
             created_at_ns: now_ns,
             action: Some(Action::CreateInbox(CreateInbox {
-                account_public_key: self.key.public_key().to_vec(),
+                account_public_key: self.signer.public_key().to_vec(),
             })),
         }
         .encode_to_vec();
-        IdentityUpdate {
-            account_signature: self.key.sign(ACCOUNT_CONTEXT, &unsigned),
+        Ok(IdentityUpdate {
+            account_signature: self.account_signature(&unsigned)?,
             unsigned,
             installation_signature: Vec::new(),
-        }
+        })
     }
 
     /// Adds `installation` after the log's current head; the installation signs too.
@@ -341,7 +462,7 @@ impl Account {
         state: &InboxState,
         installation: &KeyPair,
         now_ns: i64,
-    ) -> IdentityUpdate {
+    ) -> std::result::Result<IdentityUpdate, SignerError> {
         let unsigned = self.next(
             state,
             now_ns,
@@ -349,11 +470,11 @@ impl Account {
                 installation_public_key: installation.public_key().to_vec(),
             }),
         );
-        IdentityUpdate {
-            account_signature: self.key.sign(ACCOUNT_CONTEXT, &unsigned),
+        Ok(IdentityUpdate {
+            account_signature: self.account_signature(&unsigned)?,
             installation_signature: installation.sign(INSTALLATION_CONTEXT, &unsigned),
             unsigned,
-        }
+        })
     }
 
     /// Revokes the installation with this public key.
@@ -362,7 +483,7 @@ impl Account {
         state: &InboxState,
         installation_public_key: &[u8; 32],
         now_ns: i64,
-    ) -> IdentityUpdate {
+    ) -> std::result::Result<IdentityUpdate, SignerError> {
         let unsigned = self.next(
             state,
             now_ns,
@@ -370,11 +491,11 @@ impl Account {
                 installation_public_key: installation_public_key.to_vec(),
             }),
         );
-        IdentityUpdate {
-            account_signature: self.key.sign(ACCOUNT_CONTEXT, &unsigned),
+        Ok(IdentityUpdate {
+            account_signature: self.account_signature(&unsigned)?,
             unsigned,
             installation_signature: Vec::new(),
-        }
+        })
     }
 
     fn next(&self, state: &InboxState, now_ns: i64, action: Action) -> Vec<u8> {
@@ -386,5 +507,29 @@ impl Account {
             action: Some(action),
         }
         .encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_signer_errors_are_not_retryable() {
+        let refused = InboxState::replay("00", &[]).unwrap_err();
+        assert_eq!(refused, IdentityError::NotCreated);
+        for e in [
+            refused,
+            IdentityError::Decode("bad".into()),
+            IdentityError::WrongSequence {
+                expected: 2,
+                found: 1,
+            },
+            IdentityError::BadAccountSignature { sequence: 1 },
+            IdentityError::InstallationExists("00".into()),
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        assert!(!SignerError("keystore locked".into()).is_retryable());
     }
 }

@@ -14,7 +14,7 @@ struct Inbox {
 
 fn new_inbox() -> Inbox {
     let account = Account::new(KeyPair::generate());
-    let first = account.create_inbox(1);
+    let first = account.create_inbox(1).unwrap();
     let state = InboxState::replay(&account.inbox_id(), std::slice::from_ref(&first)).unwrap();
     Inbox {
         account,
@@ -35,15 +35,16 @@ impl Inbox {
 fn add_and_revoke_installations() {
     let mut inbox = new_inbox();
     let (a, b) = (KeyPair::generate(), KeyPair::generate());
-    let u = inbox.account.add_installation(&inbox.state, &a, 2);
+    let u = inbox.account.add_installation(&inbox.state, &a, 2).unwrap();
     inbox.push(u).unwrap();
-    let u = inbox.account.add_installation(&inbox.state, &b, 3);
+    let u = inbox.account.add_installation(&inbox.state, &b, 3).unwrap();
     inbox.push(u).unwrap();
     assert!(inbox.state.is_active(&a.public_key()));
     assert_eq!(inbox.state.active_installations().len(), 2);
     let u = inbox
         .account
-        .revoke_installation(&inbox.state, &a.public_key(), 4);
+        .revoke_installation(&inbox.state, &a.public_key(), 4)
+        .unwrap();
     inbox.push(u).unwrap();
     assert!(!inbox.state.is_active(&a.public_key()));
     assert!(inbox.state.is_active(&b.public_key()));
@@ -51,14 +52,15 @@ fn add_and_revoke_installations() {
     let replayed = InboxState::replay(&inbox.state.inbox_id, &inbox.log).unwrap();
     assert_eq!(replayed, inbox.state);
     // A revoked installation cannot come back, nor be revoked twice.
-    let again = inbox.account.add_installation(&inbox.state, &a, 5);
+    let again = inbox.account.add_installation(&inbox.state, &a, 5).unwrap();
     assert!(matches!(
         inbox.push(again),
         Err(IdentityError::InstallationExists(_))
     ));
     let twice = inbox
         .account
-        .revoke_installation(&inbox.state, &a.public_key(), 5);
+        .revoke_installation(&inbox.state, &a.public_key(), 5)
+        .unwrap();
     assert!(matches!(
         inbox.push(twice),
         Err(IdentityError::UnknownInstallation(_))
@@ -69,7 +71,9 @@ fn add_and_revoke_installations() {
 fn an_update_signed_by_another_account_is_rejected() {
     let mut inbox = new_inbox();
     let mallory = Account::new(KeyPair::generate());
-    let forged = mallory.add_installation(&inbox.state, &KeyPair::generate(), 2);
+    let forged = mallory
+        .add_installation(&inbox.state, &KeyPair::generate(), 2)
+        .unwrap();
     let before = inbox.state.clone();
     assert!(matches!(
         inbox.push(forged),
@@ -82,12 +86,16 @@ fn an_update_signed_by_another_account_is_rejected() {
 fn an_add_without_proof_of_possession_is_rejected() {
     let mut inbox = new_inbox();
     let victim = KeyPair::generate();
-    let mut u = inbox.account.add_installation(&inbox.state, &victim, 2);
+    let mut u = inbox
+        .account
+        .add_installation(&inbox.state, &victim, 2)
+        .unwrap();
     // Claim someone else's installation key but sign with a different key.
     u.installation_signature = {
         let other = inbox
             .account
-            .add_installation(&inbox.state, &KeyPair::generate(), 2);
+            .add_installation(&inbox.state, &KeyPair::generate(), 2)
+            .unwrap();
         other.installation_signature
     };
     assert!(matches!(
@@ -100,7 +108,7 @@ fn an_add_without_proof_of_possession_is_rejected() {
 fn tampered_reordered_and_replayed_updates_are_rejected() {
     let mut inbox = new_inbox();
     let a = KeyPair::generate();
-    let u = inbox.account.add_installation(&inbox.state, &a, 2);
+    let u = inbox.account.add_installation(&inbox.state, &a, 2).unwrap();
     // Tampering with the signed bytes breaks the signature.
     let mut t = u.clone();
     let mut unsigned = UnsignedIdentityUpdate::decode(t.unsigned.as_slice()).unwrap();
@@ -125,7 +133,8 @@ fn tampered_reordered_and_replayed_updates_are_rejected() {
     fork_state.sequence = inbox.state.sequence;
     let fork = inbox
         .account
-        .add_installation(&fork_state, &KeyPair::generate(), 3);
+        .add_installation(&fork_state, &KeyPair::generate(), 3)
+        .unwrap();
     assert!(matches!(
         inbox.push(fork),
         Err(IdentityError::BrokenChain { sequence: 2 })

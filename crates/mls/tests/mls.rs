@@ -1,4 +1,6 @@
-//! ferry-mls on real SQLite files: one ferry_store::Store per installation, MLS state in it.
+//! ferry-mls on real SQLite files: one ferry_store::Store per installation, MLS state in it
+//! (ferry-mls itself only needs a rusqlite connection; the store is here to check that its rows
+//! and the MLS state commit together).
 
 use std::path::{Path, PathBuf};
 
@@ -6,8 +8,8 @@ use ferry_mls::{
     add_members, create_group, encrypt, epoch, generate_key_package, join_from_welcome, load_group,
     members, migrate, process, remove_members, Error, Identity, MlsGroup, Processed, Provider,
 };
-use ferry_store::rusqlite::{self, Connection};
 use ferry_store::Store;
+use rusqlite::{self, Connection};
 
 const GROUP: &[u8] = b"group-0001";
 const KEY_SETTING: &str = "mls.signature_public_key";

@@ -64,7 +64,9 @@ pub enum NodeError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address given.
         addr: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -80,6 +82,27 @@ pub enum NodeError {
     /// The TLS certificate or key could not be used (the error names the file).
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+impl NodeError {
+    /// Whether starting the node may succeed if tried again later: binding or starting the
+    /// runtime was interrupted or timed out, the database was busy (see
+    /// [`StorageError::is_retryable`]), or reading a TLS file was interrupted. False for an
+    /// address in use or not allowed, a newer or corrupt database, unusable TLS files, and a
+    /// failed gRPC server.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NodeError::Bind { source: e, .. } | NodeError::Runtime(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+            NodeError::Storage(e) => e.is_retryable(),
+            NodeError::Tls(e) => e.is_retryable(),
+            NodeError::Transport(_) => false,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for NodeError {
@@ -166,18 +189,36 @@ where
 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let svc = service::NodeService::new(storage, stop_rx);
+    let (fired_tx, fired_rx) = oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("node shutting down");
         // Ends the subscription streams, so that the graceful shutdown does not wait on them.
         let _ = stop_tx.send(true);
+        let _ = fired_tx.send(());
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(NodeServer::new(svc))
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    tokio::pin!(server);
+    // In-flight requests get SHUTDOWN_GRACE to finish; a client that keeps an idle
+    // connection open does not keep the node from stopping.
+    let grace = async {
+        if fired_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = &mut server => served?,
+        _ = grace => tracing::info!("node stopped with connections still open"),
+    }
     Ok(())
 }
+
+/// How long a stopping node waits for in-flight requests and open connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A node serving on its own thread, with a two-worker tokio runtime.
 ///
@@ -316,5 +357,39 @@ impl std::fmt::Debug for RunningNode {
         f.debug_struct("RunningNode")
             .field("addr", &self.addr)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_in_use_is_not_retryable_an_interrupted_bind_is() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let Err(err) = RunningNode::start(NodeConfig {
+            listen: taken.local_addr().unwrap().to_string(),
+            ..NodeConfig::default()
+        }) else {
+            panic!("the address is taken")
+        };
+        assert!(matches!(err, NodeError::Bind { .. }), "{err:?}");
+        assert!(!err.is_retryable(), "{err:?}");
+
+        let interrupted = NodeError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source: std::io::Error::new(std::io::ErrorKind::Interrupted, "x"),
+        };
+        assert!(interrupted.is_retryable());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(NodeError::from(busy).is_retryable());
+        let newer = NodeError::Storage(StorageError::UnsupportedVersion {
+            path: PathBuf::from("node.db"),
+            found: 99,
+        });
+        assert!(!newer.is_retryable());
     }
 }

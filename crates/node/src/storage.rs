@@ -61,27 +61,62 @@ pub enum StorageError {
     /// The database file could not be opened or initialised.
     #[error("cannot open node database {}: {source}", path.display())]
     Open {
+        /// The database file (`:memory:` for one in memory).
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
     /// The database was written by a newer version of the node.
     #[error("node database {} has schema version {found}; this node knows up to {SCHEMA_VERSION}", path.display())]
-    UnsupportedVersion { path: PathBuf, found: i64 },
+    UnsupportedVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The database's schema version.
+        found: i64,
+    },
     /// Another update already holds this position of the inbox's log.
     #[error("sequence {sequence} of inbox {inbox_id} is already taken")]
-    SequenceTaken { inbox_id: String, sequence: u64 },
+    SequenceTaken {
+        /// The inbox.
+        inbox_id: String,
+        /// The position that is taken.
+        sequence: u64,
+    },
     /// The installation was already added to an inbox (possibly another one).
     #[error("installation {installation} already belongs to inbox {inbox_id}")]
     InstallationTaken {
+        /// The installation (hex).
         installation: String,
+        /// The inbox it belongs to.
         inbox_id: String,
     },
     /// Stored data does not decode.
     #[error("corrupt node database: {0}")]
     Corrupt(String),
+    /// A query or write failed in SQLite.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl StorageError {
+    /// Whether the same operation may succeed if made again later: SQLite found the database
+    /// busy or locked by another connection, or a concurrent identity update took the
+    /// position first (a lost race: read the log again and append after its new head). False
+    /// for a newer or corrupt database, an installation that belongs to an inbox already, and
+    /// other SQLite failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::Open { source: e, .. } | StorageError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StorageError::SequenceTaken { .. } => true,
+            StorageError::UnsupportedVersion { .. }
+            | StorageError::InstallationTaken { .. }
+            | StorageError::Corrupt(_) => false,
+        }
+    }
 }
 
 /// How an identity update changes the installation index.
@@ -500,6 +535,42 @@ mod tests {
         let data: Vec<&[u8]> = all.iter().map(|m| m.data.as_slice()).collect();
         assert_eq!(data, [b"c1".as_slice(), b"m", b"c1'"]);
         assert!(all.windows(2).all(|w| w[0].sequence_id < w[1].sequence_id));
+    }
+
+    #[test]
+    fn busy_and_lost_races_are_retryable() {
+        let sqlite = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        for e in [
+            StorageError::Sqlite(sqlite(rusqlite::ffi::SQLITE_BUSY)),
+            StorageError::Open {
+                path: PathBuf::from("node.db"),
+                source: sqlite(rusqlite::ffi::SQLITE_LOCKED),
+            },
+            StorageError::SequenceTaken {
+                inbox_id: "00".into(),
+                sequence: 1,
+            },
+        ] {
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        for e in [
+            StorageError::Sqlite(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT)),
+            StorageError::Open {
+                path: PathBuf::from("node.db"),
+                source: sqlite(rusqlite::ffi::SQLITE_CANTOPEN),
+            },
+            StorageError::UnsupportedVersion {
+                path: PathBuf::from("node.db"),
+                found: 99,
+            },
+            StorageError::InstallationTaken {
+                installation: "01".into(),
+                inbox_id: "00".into(),
+            },
+            StorageError::Corrupt("bad row".into()),
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
     }
 
     #[test]

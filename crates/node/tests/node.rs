@@ -46,7 +46,7 @@ struct Inbox {
 impl Inbox {
     fn new() -> Self {
         let account = Account::new(KeyPair::generate());
-        let create = account.create_inbox(1);
+        let create = account.create_inbox(1).unwrap();
         let state = InboxState::replay(&account.inbox_id(), std::slice::from_ref(&create)).unwrap();
         Inbox {
             account,
@@ -61,7 +61,10 @@ impl Inbox {
 
     /// The next entry adding `installation`, applied locally.
     fn add(&mut self, installation: &KeyPair) -> IdentityUpdate {
-        let u = self.account.add_installation(&self.state, installation, 2);
+        let u = self
+            .account
+            .add_installation(&self.state, installation, 2)
+            .unwrap();
         self.state.apply(&u).unwrap();
         self.log.push(u.clone());
         u
@@ -70,7 +73,8 @@ impl Inbox {
     fn revoke(&mut self, installation: &KeyPair) -> IdentityUpdate {
         let u = self
             .account
-            .revoke_installation(&self.state, &installation.public_key(), 3);
+            .revoke_installation(&self.state, &installation.public_key(), 3)
+            .unwrap();
         self.state.apply(&u).unwrap();
         self.log.push(u.clone());
         u
@@ -217,13 +221,15 @@ async fn forged_account_signature_is_refused() {
 
     // Someone else's account key signs an addition to this inbox.
     let mallory = Account::new(KeyPair::generate());
-    let forged = mallory.add_installation(&inbox.state, &KeyPair::generate(), 2);
+    let forged = mallory
+        .add_installation(&inbox.state, &KeyPair::generate(), 2)
+        .unwrap();
     let err = publish(&mut c, &forged).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("account signature"), "{err:?}");
 
     // A forged first entry: the inbox id is not the signer's.
-    let mut forged_create = mallory.create_inbox(1);
+    let mut forged_create = mallory.create_inbox(1).unwrap();
     forged_create.account_signature[0] ^= 1;
     let err = publish(&mut c, &forged_create).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

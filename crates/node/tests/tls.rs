@@ -24,19 +24,23 @@ fn tls_node(pki: &TestPkiFiles) -> RunningNode {
 }
 
 /// Publishes a new inbox and reads its log back: a real round trip through the node.
-fn round_trip(transport: &GrpcTransport) -> Result<(), TransportError> {
+async fn round_trip(transport: &GrpcTransport) -> Result<(), TransportError> {
     let account = Account::new(KeyPair::generate());
     let inbox = account.inbox_id();
-    transport.publish_identity_update(account.create_inbox(now_ns()))?;
-    let logs = transport.identity_logs(std::slice::from_ref(&inbox))?;
+    transport
+        .publish_identity_update(account.create_inbox(now_ns()).unwrap())
+        .await?;
+    let logs = transport
+        .identity_logs(std::slice::from_ref(&inbox))
+        .await?;
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].0, inbox);
     assert_eq!(logs[0].1.len(), 1, "the published update is stored");
     Ok(())
 }
 
-#[test]
-fn a_client_with_the_ca_talks_to_the_node_over_tls() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_the_ca_talks_to_the_node_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new().write_to(dir.path());
     let node = tls_node(&pki);
@@ -45,23 +49,27 @@ fn a_client_with_the_ca_talks_to_the_node_over_tls() {
 
     let ca = CaCerts::from_file(&pki.ca).unwrap();
     let transport = GrpcTransport::connect_with_ca(&node.url(), Some(&ca)).unwrap();
-    round_trip(&transport).expect("a call over TLS succeeds");
+    round_trip(&transport)
+        .await
+        .expect("a call over TLS succeeds");
 
     // By name as well as by IP address (the certificate names both).
     let by_name = format!("https://localhost:{}", node.addr().port());
     let transport = GrpcTransport::connect_with_ca(&by_name, Some(&ca)).unwrap();
-    round_trip(&transport).expect("a call to https://localhost succeeds");
+    round_trip(&transport)
+        .await
+        .expect("a call to https://localhost succeeds");
 }
 
-#[test]
-fn without_the_ca_the_node_is_refused_with_an_error_naming_the_url() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_ca_the_node_is_refused_with_an_error_naming_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new().write_to(dir.path());
     let node = tls_node(&pki);
 
     // The public roots only: the test CA is unknown.
     let transport = GrpcTransport::connect(&node.url()).unwrap();
-    let err = round_trip(&transport).unwrap_err();
+    let err = round_trip(&transport).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, TransportError::Unavailable(_)), "{text}");
     assert!(text.contains(&node.url()), "names the URL: {text}");
@@ -74,29 +82,29 @@ fn without_the_ca_the_node_is_refused_with_an_error_naming_the_url() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = TestPki::new().write_to(other_dir.path());
     let transport = GrpcTransport::connect_with_ca(&node.url(), Some(&other.ca_certs())).unwrap();
-    let text = round_trip(&transport).unwrap_err().to_string();
+    let text = round_trip(&transport).await.unwrap_err().to_string();
     assert!(text.contains("not signed by a trusted CA"), "{text}");
 
     // Plain HTTP/2 to a TLS port does not get through either.
     let plain = format!("http://{}", node.addr());
     let transport = GrpcTransport::connect(&plain).unwrap();
-    let err = round_trip(&transport).unwrap_err();
+    let err = round_trip(&transport).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, TransportError::Unavailable(_)), "{text}");
     assert!(text.contains(&plain), "{text}");
 
     // The node is still fine for a client that trusts its CA.
     let transport = GrpcTransport::connect_with_ca(&node.url(), Some(&pki.ca_certs())).unwrap();
-    round_trip(&transport).unwrap();
+    round_trip(&transport).await.unwrap();
 }
 
-#[test]
-fn a_certificate_for_another_name_is_refused() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::with_names(&["node.example"]).write_to(dir.path());
     let node = tls_node(&pki);
     let transport = GrpcTransport::connect_with_ca(&node.url(), Some(&pki.ca_certs())).unwrap();
-    let text = round_trip(&transport).unwrap_err().to_string();
+    let text = round_trip(&transport).await.unwrap_err().to_string();
     assert!(text.contains(&node.url()), "{text}");
     assert!(text.contains("not valid for name"), "{text}");
 }

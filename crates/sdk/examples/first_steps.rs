@@ -5,16 +5,13 @@
 //! The node runs in this process on loopback (in production it is `ferry node`); each client
 //! keeps its store in its own folder. README.md shows the same code.
 
-use ferry_node::{NodeConfig, RunningNode};
+use ferry_node::RunningNode;
 use ferry_sdk::store::MessageKind;
 use ferry_sdk::{AccountKey, Client, ClientOptions, GroupOptions, MessageQuery};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let node = RunningNode::start(NodeConfig {
-        listen: "127.0.0.1:0".into(),
-        db: None,
-        ..Default::default()
-    })?;
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let node = RunningNode::start(Default::default())?; // on 127.0.0.1, a free port
     let dir = tempfile::tempdir()?;
 
     // Register two inboxes, one installation each. `account_key` controls the inbox: keep it.
@@ -22,24 +19,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.path().join("alice"),
         node.url(),
         AccountKey::New,
-    ))?;
+    ))
+    .await?;
     let bob = Client::create(ClientOptions::new(
         dir.path().join("bob"),
         node.url(),
         AccountKey::New,
-    ))?;
+    ))
+    .await?;
     let (alice, bob) = (alice.client, bob.client);
 
     // Alice starts a group with Bob and says hello.
-    let group = alice.create_group(&[bob.inbox_id().to_string()], GroupOptions::default())?;
-    group.send("hello bob")?;
+    let bob_inbox = bob.inbox_id().clone();
+    let group = alice
+        .conversations()
+        .create_group(&[bob_inbox], GroupOptions::default())
+        .await?;
+    group.send_text("hello bob").await?;
 
     // Bob syncs: he joins the group and reads the message.
-    bob.sync_all()?;
-    for m in bob
-        .conversation(group.id())?
-        .messages(&MessageQuery::default())?
-    {
+    bob.conversations().sync_all(&[]).await?;
+    let conversation = bob
+        .conversations()
+        .get_conversation_by_id(&group.conversation_id())?
+        .ok_or("bob has not joined the group")?;
+    for m in conversation.messages(&MessageQuery::default())? {
         if m.kind == MessageKind::Application {
             println!(
                 "{}: {}",

@@ -16,11 +16,16 @@ use ferry_store::{
 
 use crate::Result;
 
+/// What [`seed`] makes.
 #[derive(Debug, Clone)]
 pub struct SeedOptions {
+    /// Conversations to make (groups and DMs).
     pub conversations: u64,
+    /// Messages to spread over them.
     pub messages: u64,
+    /// Consent records to make.
     pub consent: u64,
+    /// The random seed: the same options give the same store.
     pub seed: u64,
     /// The newest message time; messages spread over the year before it.
     pub now_ns: i64,
@@ -41,11 +46,16 @@ impl Default for SeedOptions {
     }
 }
 
+/// What [`seed`] made.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SeedReport {
+    /// Conversations made.
     pub conversations: u64,
+    /// Messages made.
     pub messages: u64,
+    /// Consent records made.
     pub consent: u64,
+    /// Bytes of message content made (encoded, before compression or encryption).
     pub plaintext_bytes: u64,
 }
 
@@ -389,5 +399,17 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
         }
     }
     merge.commit()?;
+    Ok(report)
+}
+
+/// Seeds a registered installation's store (see [`seed`]) with history only: the
+/// conversations are marked restored (no MLS group stands behind them), as if an archive had
+/// brought them. For benchmarks of history transfer.
+pub fn seed_history(client: &crate::Client, opts: &SeedOptions) -> crate::Result<SeedReport> {
+    let mut store = client.store();
+    let report = seed(&mut store, opts)?;
+    for c in store.conversations(&ferry_store::ConversationFilter::default())? {
+        store.set_membership(&c.id, ferry_store::Membership::Restored)?;
+    }
     Ok(report)
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, ImportReport, Origin};
+use ferry_sdk::archive::{self, ArchiveElement, ArchiveOptions, Control, ImportReport, Origin};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationFilter,
     ConversationKind, DeliveryStatus, Membership, Message, MessageFilter, MessageKind, Store,
@@ -139,12 +139,12 @@ fn rich_store(s: &Store) {
     .unwrap();
 }
 
-fn create(s: &Store, path: &Path, opts: &ArchiveOptions) -> backup::ArchiveMetadata {
-    backup::create_archive(s, path, &key(), opts, &Origin::default(), &Control::new()).unwrap()
+fn create(s: &Store, path: &Path, opts: &ArchiveOptions) -> archive::ArchiveMetadata {
+    archive::create_archive(s, path, &key(), opts, &Origin::default(), &Control::new()).unwrap()
 }
 
 fn import(s: &mut Store, path: &Path) -> ImportReport {
-    backup::import_archive(s, path, &key(), &Control::new()).unwrap()
+    archive::import_archive(s, path, &key(), &Control::new()).unwrap()
 }
 
 fn all_messages(s: &Store) -> Vec<Message> {
@@ -177,7 +177,7 @@ fn round_trip_keeps_every_field() {
         vec![ArchiveElement::Messages, ArchiveElement::Consent]
     );
 
-    let read = backup::archive_metadata(&path, &key()).unwrap();
+    let read = archive::archive_metadata(&path, &key()).unwrap();
     assert_eq!(read.label, "weekly");
     assert_eq!(read.created_at_ns, meta.created_at_ns);
     assert_eq!(read.file_bytes, std::fs::metadata(&path).unwrap().len());
@@ -292,7 +292,7 @@ fn time_range_is_start_inclusive_end_exclusive() {
     );
     // An inverted range is an error, and writes nothing.
     let p3 = env.path("bad.ferry");
-    let err = backup::create_archive(
+    let err = archive::create_archive(
         &a,
         &p3,
         &key(),
@@ -366,7 +366,7 @@ fn element_subsets() {
     );
     assert!(c.consent_list().unwrap().is_empty());
 
-    let err = backup::create_archive(
+    let err = archive::create_archive(
         &a,
         &env.path("n.ferry"),
         &key(),
@@ -606,13 +606,13 @@ fn failed_imports_write_nothing() {
         cases.push((name, variant(name, &bytes), key(), ""));
     }
     for (name, p, k, want) in cases {
-        let err = backup::import_archive(&mut b, &p, &k, &Control::new()).unwrap_err();
+        let err = archive::import_archive(&mut b, &p, &k, &Control::new()).unwrap_err();
         assert!(err.to_string().contains(want), "{name}: {err}");
         assert_eq!(b.dump().unwrap(), before, "{name} changed the store");
     }
     // A missing file.
     let err =
-        backup::import_archive(&mut b, &env.path("nope"), &key(), &Control::new()).unwrap_err();
+        archive::import_archive(&mut b, &env.path("nope"), &key(), &Control::new()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_eq!(b.dump().unwrap(), before);
 }
@@ -623,7 +623,7 @@ fn missing_parent_folder_is_a_clear_error() {
     let a = env.store("a");
     rich_store(&a);
     let path = env.path("no/such/folder/a.ferry");
-    let err = backup::create_archive(
+    let err = archive::create_archive(
         &a,
         &path,
         &key(),
@@ -676,7 +676,7 @@ fn cancel_midway_leaves_no_file_and_no_rows() {
             flag.store(true, Ordering::Relaxed);
         }
     });
-    let err = backup::create_archive(
+    let err = archive::create_archive(
         &a,
         &path,
         &key(),
@@ -705,7 +705,7 @@ fn cancel_midway_leaves_no_file_and_no_rows() {
             flag.store(true, Ordering::Relaxed);
         }
     });
-    let err = backup::import_archive(&mut b, &path, &key(), &ctl).unwrap_err();
+    let err = archive::import_archive(&mut b, &path, &key(), &ctl).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(b.dump().unwrap(), before);
 }
@@ -728,7 +728,7 @@ fn progress_is_reported_and_reaches_the_total() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let ctl = Control::new().on_progress(move |p| s2.lock().unwrap().push(p));
-    backup::create_archive(
+    archive::create_archive(
         &a,
         &path,
         &key(),
@@ -749,7 +749,7 @@ fn progress_is_reported_and_reaches_the_total() {
     let mut b = env.store("b");
     let s3 = seen.clone();
     let ctl = Control::new().on_progress(move |p| s3.lock().unwrap().push(p));
-    backup::import_archive(&mut b, &path, &key(), &ctl).unwrap();
+    archive::import_archive(&mut b, &path, &key(), &ctl).unwrap();
     let import_seen = seen.lock().unwrap().clone();
     assert!(import_seen.len() >= 3);
     let last = import_seen.last().unwrap();
@@ -768,7 +768,7 @@ fn metadata_reports_the_origin() {
         installation_id: vec![0xaa; 32],
         ..Default::default()
     };
-    backup::create_archive(
+    archive::create_archive(
         &a,
         &path,
         &key(),
@@ -777,7 +777,7 @@ fn metadata_reports_the_origin() {
         &Control::new(),
     )
     .unwrap();
-    let m = backup::archive_metadata(&path, &key()).unwrap();
+    let m = archive::archive_metadata(&path, &key()).unwrap();
     assert_eq!(m.inbox_id, "alice");
     assert_eq!(m.installation_id, hex::encode([0xaa; 32]));
     assert_eq!(m.format_version, "1.0");

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use ferry_archive::{Argon2Params, WriterOptions};
-use ferry_sdk::backup::{self, ArchiveFormat, ArchiveOptions, Control, Origin};
-use ferry_sdk::backups::{
+use ferry_sdk::archive::{self, ArchiveFormat, ArchiveOptions, Control, Origin};
+use ferry_sdk::backup_manager::{
     self, Destination, DestinationSpec, ListedBackup, ObjectStoreDestination, Policy,
 };
 use ferry_sdk::dev::{seed, SeedOptions};
@@ -59,7 +59,7 @@ impl Env {
     /// A passphrase archive of `store` (cheap Argon2id parameters, so the test is quick).
     fn passphrase_archive(&self, store: &Store) -> PathBuf {
         let path = self.path("pass.ferry");
-        backup::create_archive_with(
+        archive::create_archive_with(
             store,
             &path,
             &ArchiveKey::passphrase("open sesame"),
@@ -84,9 +84,9 @@ impl Env {
 /// archive, four damaged files (garbage, a few bytes, a flipped header byte, empty) and a file
 /// that is not a backup. Returns the manager's two names, newest first.
 fn fill(env: &Env, store: &Store, dest: &dyn Destination) -> [String; 2] {
-    let first = backups::run_backup_now(store, now_ns(), &key(), dest).unwrap();
-    let second = backups::run_backup_now(store, now_ns(), &key(), dest).unwrap();
-    let name = |r: &backups::RunReport| r.made.as_ref().unwrap().name.clone();
+    let first = backup_manager::run_backup_now(store, now_ns(), &key(), dest).unwrap();
+    let second = backup_manager::run_backup_now(store, now_ns(), &key(), dest).unwrap();
+    let name = |r: &backup_manager::RunReport| r.made.as_ref().unwrap().name.clone();
     dest.put("ferry-backup-9.ferry", &env.passphrase_archive(store))
         .unwrap();
     let local = |n: &str, bytes: &[u8]| {
@@ -166,7 +166,7 @@ fn locked_list_of_a_policy_destination_then_verified_with_the_key() {
     let env = Env::new();
     let store = env.store();
     let dir = env.path("backups");
-    backups::set_policy(
+    backup_manager::set_policy(
         &store,
         &Policy {
             destination: Some(DestinationSpec::Folder { path: dir.clone() }),
@@ -175,7 +175,7 @@ fn locked_list_of_a_policy_destination_then_verified_with_the_key() {
         now_ns(),
     )
     .unwrap();
-    let dest = backups::policy(&store)
+    let dest = backup_manager::policy(&store)
         .unwrap()
         .unwrap()
         .destination
@@ -184,7 +184,7 @@ fn locked_list_of_a_policy_destination_then_verified_with_the_key() {
         .unwrap();
     let made = fill(&env, &store, &dest);
 
-    let locked = backups::list_locked_backups(&dest).unwrap();
+    let locked = backup_manager::list_locked_backups(&dest).unwrap();
     check_locked(&locked, &made, |n| {
         std::fs::metadata(dir.join(n)).unwrap().len()
     });
@@ -213,7 +213,7 @@ fn locked_list_of_a_policy_destination_then_verified_with_the_key() {
     assert_eq!(j["format"], "ferry");
 
     // With the key: verified as before, and the header's facts too.
-    let listed = backups::list_backups(&dest, &key()).unwrap();
+    let listed = backup_manager::list_backups(&dest, &key()).unwrap();
     assert_eq!(listed.len(), 8);
     assert!(listed.iter().all(|b| !b.locked));
     for name in &made {
@@ -240,7 +240,7 @@ fn locked_list_of_object_storage_reads_only_the_headers() {
     std::fs::create_dir_all(&root).unwrap();
     let dest = ObjectStoreDestination::local_filesystem(&root).unwrap();
     let made = fill(&env, &store, &dest);
-    let locked = backups::list_locked_backups(&dest).unwrap();
+    let locked = backup_manager::list_locked_backups(&dest).unwrap();
     check_locked(&locked, &made, |n| {
         std::fs::metadata(root.join(n)).unwrap().len()
     });
@@ -253,7 +253,7 @@ fn locked_list_of_object_storage_reads_only_the_headers() {
         .into_iter()
         .map(|e| (e.name, e.size))
         .collect();
-    let locked = backups::list_locked_backups(&mem).unwrap();
+    let locked = backup_manager::list_locked_backups(&mem).unwrap();
     check_locked(&locked, &made, |n| sizes[n]);
     // The prefix read is a prefix.
     let whole = std::fs::read(XMTP_VECTOR).unwrap();
@@ -270,7 +270,9 @@ fn locked_list_of_object_storage_reads_only_the_headers() {
 #[test]
 fn an_empty_or_missing_destination_lists_nothing() {
     let env = Env::new();
-    let missing = backups::LocalFolder::new(env.path("nowhere"));
-    assert!(backups::list_locked_backups(&missing).unwrap().is_empty());
+    let missing = backup_manager::LocalFolder::new(env.path("nowhere"));
+    assert!(backup_manager::list_locked_backups(&missing)
+        .unwrap()
+        .is_empty());
     assert!(!env.path("nowhere").exists(), "listing creates no folder");
 }

@@ -1,6 +1,6 @@
 //! Backups against a real S3-compatible server (optional; not part of the default test run).
 //!
-//! The proof that the object-store destination works is in `backups.rs` (object_store's
+//! The proof that the object-store destination works is in `backup_destinations.rs` (object_store's
 //! in-memory and local-file stores through the same trait). This test adds the S3 wire protocol.
 //! Run it against a local server, e.g. moto from PyPI (`pip install 'moto[server]'`):
 //!
@@ -16,8 +16,8 @@
 
 use std::io::{Read, Write};
 
-use ferry_sdk::backup::{self, Control};
-use ferry_sdk::backups::{self, Destination, DestinationSpec, Policy, Reason};
+use ferry_sdk::archive::{self, Control};
+use ferry_sdk::backup_manager::{self, Destination, DestinationSpec, Policy, Reason};
 use ferry_sdk::store::{
     ContentType, Conversation, ConversationKind, DeliveryStatus, Membership, Message, MessageKind,
     Store,
@@ -112,7 +112,7 @@ fn s3_destination_round_trip() {
     assert!(std::fs::read(&back).unwrap() == bytes);
     dest.delete("big.bin").unwrap();
 
-    backups::set_policy(
+    backup_manager::set_policy(
         &store,
         &Policy {
             retention: 2,
@@ -124,12 +124,17 @@ fn s3_destination_round_trip() {
     let day = 24 * 3600 * 1_000_000_000i64;
     let mut names = Vec::new();
     for d in 1..=3 {
-        let r = backups::run_due_backups(&store, d * day + 4 * 3600 * 1_000_000_000, &key, &dest)
-            .unwrap();
+        let r = backup_manager::run_due_backups(
+            &store,
+            d * day + 4 * 3600 * 1_000_000_000,
+            &key,
+            &dest,
+        )
+        .unwrap();
         assert_eq!(r.reason, Some(Reason::Schedule));
         names.push(r.made.unwrap().name);
     }
-    let listed = backups::list_backups(&dest, &key).unwrap();
+    let listed = backup_manager::list_backups(&dest, &key).unwrap();
     assert_eq!(
         listed.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
         vec![names[2].clone(), names[1].clone()]
@@ -137,6 +142,7 @@ fn s3_destination_round_trip() {
     assert!(listed.iter().all(|b| b.verified));
     let fetched = dest.fetch(&names[2]).unwrap();
     let mut restored = Store::open(dir.path().join("r.db")).unwrap();
-    let rep = backup::import_archive(&mut restored, fetched.path(), &key, &Control::new()).unwrap();
+    let rep =
+        archive::import_archive(&mut restored, fetched.path(), &key, &Control::new()).unwrap();
     assert_eq!(rep.messages_imported, 30);
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_archive::{ArchiveWriter, Element, WriterOptions};
 use ferry_proto::archive as pb;
-use ferry_sdk::backup::{
+use ferry_sdk::archive::{
     self, ArchiveOptions, ConsentStep, Control, ImportPreview, ImportReport, Origin, PreviewAction,
 };
 use ferry_sdk::store::{
@@ -17,7 +17,7 @@ use ferry_sdk::store::{
     DeliveryStatus, Membership, Message, MessageFilter, MessageKind, Store,
 };
 use ferry_sdk::{ArchiveKey, Error};
-use ferry_xmtp::proto::{self as xp, backup_element::Element as XElement};
+use ferry_xmtp_archive::proto::{self as xp, backup_element::Element as XElement};
 
 fn key() -> ArchiveKey {
     ArchiveKey::from_bytes(&[7u8; 32]).unwrap()
@@ -128,7 +128,7 @@ fn phone_archive(env: &Env) -> PathBuf {
     let src = env.store("phone");
     phone(&src);
     let path = env.path("phone.ferry");
-    backup::create_archive(
+    archive::create_archive(
         &src,
         &path,
         &key(),
@@ -151,7 +151,7 @@ fn messages_in(s: &Store, id: &[u8]) -> u64 {
 }
 
 fn preview(s: &Store, archive: &Path, key: &ArchiveKey) -> ImportPreview {
-    backup::import_archive_preview(s, archive, key, &Control::new()).unwrap()
+    archive::import_archive_preview(s, archive, key, &Control::new()).unwrap()
 }
 
 /// Previews `archive` on `s`, checks that nothing was written, imports it, and checks that the
@@ -179,7 +179,7 @@ fn preview_then_import(s: &mut Store, archive: &Path, key: &ArchiveKey) -> Impor
         .map(|c| ((c.entity_type, c.entity.clone()), c))
         .collect();
 
-    let report: ImportReport = backup::import_archive(s, archive, key, &Control::new()).unwrap();
+    let report: ImportReport = archive::import_archive(s, archive, key, &Control::new()).unwrap();
     assert_eq!(p.totals, report, "preview totals == import report");
 
     for c in &p.conversations {
@@ -228,7 +228,7 @@ fn preview_then_import(s: &mut Store, archive: &Path, key: &ArchiveKey) -> Impor
     p
 }
 
-fn entry(p: &ImportPreview, id: u8) -> &backup::ConversationPreview {
+fn entry(p: &ImportPreview, id: u8) -> &archive::ConversationPreview {
     p.conversations
         .iter()
         .find(|c| c.id == [id; 32])
@@ -349,7 +349,7 @@ fn identical_store_everything_is_present() {
     let archive = phone_archive(&env);
     // A store that imported the archive already.
     let mut s = env.store("copy");
-    backup::import_archive(&mut s, &archive, &key(), &Control::new()).unwrap();
+    archive::import_archive(&mut s, &archive, &key(), &Control::new()).unwrap();
     let p = preview_then_import(&mut s, &archive, &key());
     let t = &p.totals;
     assert_eq!((t.conversations_added, t.conversations_merged), (0, 3));
@@ -537,9 +537,9 @@ fn messages_of_a_stored_conversation_the_archive_does_not_list() {
     // Nowhere to put them: the preview fails as the import does, and nothing is written.
     let mut s = env.store("s");
     let before = s.dump().unwrap();
-    let e = backup::import_archive_preview(&s, &path, &key(), &Control::new()).unwrap_err();
+    let e = archive::import_archive_preview(&s, &path, &key(), &Control::new()).unwrap_err();
     assert!(matches!(e, Error::InvalidArchive(_)), "{e}");
-    let e2 = backup::import_archive(&mut s, &path, &key(), &Control::new()).unwrap_err();
+    let e2 = archive::import_archive(&mut s, &path, &key(), &Control::new()).unwrap_err();
     assert_eq!(e.to_string(), e2.to_string());
     assert_eq!(s.dump().unwrap(), before);
     // With the conversation stored, they go there (a merge).
@@ -564,11 +564,11 @@ fn wrong_key_damage_and_cancel_fail_and_write_nothing() {
         .unwrap();
     let before = s.dump().unwrap();
     let wrong = ArchiveKey::from_bytes(&[8u8; 32]).unwrap();
-    assert!(backup::import_archive_preview(&s, &archive, &wrong, &Control::new()).is_err());
+    assert!(archive::import_archive_preview(&s, &archive, &wrong, &Control::new()).is_err());
     let ctl = Control::new();
     ctl.cancel();
     assert!(matches!(
-        backup::import_archive_preview(&s, &archive, &key(), &ctl),
+        archive::import_archive_preview(&s, &archive, &key(), &ctl),
         Err(Error::Cancelled)
     ));
     let mut bytes = std::fs::read(&archive).unwrap();
@@ -576,7 +576,7 @@ fn wrong_key_damage_and_cancel_fail_and_write_nothing() {
     bytes[mid] ^= 0x40;
     let damaged = env.path("damaged.ferry");
     std::fs::write(&damaged, bytes).unwrap();
-    assert!(backup::import_archive_preview(&s, &damaged, &key(), &Control::new()).is_err());
+    assert!(archive::import_archive_preview(&s, &damaged, &key(), &Control::new()).is_err());
     assert_eq!(s.dump().unwrap(), before);
 }
 
@@ -641,7 +641,7 @@ fn libxmtp_archives_preview_like_their_import() {
     assert_eq!(
         p.totals,
         ImportReport {
-            format: backup::ArchiveFormat::Xmtp,
+            format: archive::ArchiveFormat::Xmtp,
             conversations_added: 2,
             messages_imported: 3,
             messages_skipped: 1,
@@ -675,7 +675,8 @@ fn libxmtp_archives_preview_like_their_import() {
 #[test]
 fn client_previews_its_inbox_archive_and_refuses_another_inbox_archive() {
     use ferry_node::{NodeConfig, RunningNode};
-    use ferry_sdk::{AccountKey, Client, ClientOptions, GroupOptions};
+    use ferry_sdk::blocking::Client;
+    use ferry_sdk::{AccountKey, ClientOptions, GroupOptions};
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: None,
@@ -707,12 +708,12 @@ fn client_previews_its_inbox_archive_and_refuses_another_inbox_archive() {
 
     // A new installation of alice's inbox.
     let a2 = make("a2", AccountKey::Existing(alice_key)).client;
-    let before = a2.store().dump().unwrap();
+    let before = a2.with_store(|s| s.dump()).unwrap();
     let p = a2
         .import_archive_preview(&path, &key(), &Control::new())
         .unwrap();
     assert_eq!(
-        a2.store().dump().unwrap(),
+        a2.with_store(|s| s.dump()).unwrap(),
         before,
         "the preview wrote nothing"
     );
@@ -724,10 +725,10 @@ fn client_previews_its_inbox_archive_and_refuses_another_inbox_archive() {
     assert_eq!(p.totals, r);
 
     // Bob's client refuses alice's archive, as its import does.
-    let before = bob.store().dump().unwrap();
+    let before = bob.with_store(|s| s.dump()).unwrap();
     let e = bob
         .import_archive_preview(&path, &key(), &Control::new())
         .unwrap_err();
     assert!(matches!(e, Error::ForeignArchive { .. }), "{e}");
-    assert_eq!(bob.store().dump().unwrap(), before);
+    assert_eq!(bob.with_store(|s| s.dump()).unwrap(), before);
 }

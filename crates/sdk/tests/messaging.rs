@@ -8,11 +8,12 @@ use std::time::Duration;
 use ferry_node::{NodeConfig, RunningNode};
 use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::{GroupMessage, GroupMessageInput, Welcome, WelcomeInput};
+use ferry_sdk::blocking::{Client, Group};
 use ferry_sdk::store::{
     ConsentEntity, ConsentState, Conversation, ConversationFilter, ConversationKind, Membership,
     MessageKind,
 };
-use ferry_sdk::{AccountKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery};
+use ferry_sdk::{AccountKey, ClientOptions, Error, GroupOptions, MessageQuery};
 use ferry_transport::{GrpcTransport, Page, Subscription, Transport, TransportError};
 use zeroize::Zeroizing;
 
@@ -93,7 +94,7 @@ fn member_inboxes(g: &Group) -> Vec<String> {
         .members()
         .unwrap()
         .into_iter()
-        .map(|m| m.inbox_id)
+        .map(|m| m.inbox_id.to_string())
         .collect();
     v.sort();
     v
@@ -179,7 +180,10 @@ fn dm_groups_between_the_same_inboxes_are_stitched_into_one_conversation() {
             })
             .unwrap();
         assert_eq!(dms.len(), 1, "one conversation for two DM groups");
-        assert_eq!(dms[0].dm_peer_inbox_id.as_deref(), Some(peer.inbox_id()));
+        assert_eq!(
+            dms[0].dm_peer_inbox_id.as_deref(),
+            Some(peer.inbox_id().as_str())
+        );
         let dm = me.conversation(&dms[0].id).unwrap();
         let mut t = texts(&dm);
         t.sort();
@@ -307,7 +311,10 @@ fn a_revoked_installation_is_removed_and_can_no_longer_decrypt() {
     assert_eq!(texts(&alice2.conversation(g.id()).unwrap()), ["everyone"]);
 
     alice1
-        .revoke_installation(&alice_key, alice2.installation_id())
+        .revoke_installation(
+            std::sync::Arc::new(ferry_sdk::KeyPair::from_seed(&alice_key)),
+            alice2.installation_id(),
+        )
         .unwrap();
     assert_eq!(
         alice1.inbox_info(alice1.inbox_id()).unwrap().revoked.len(),
@@ -340,21 +347,27 @@ struct ForgingTransport {
     forged: Vec<u8>,
 }
 
+#[async_trait::async_trait]
 impl Transport for ForgingTransport {
-    fn publish_identity_update(&self, u: IdentityUpdate) -> Result<u64, TransportError> {
-        self.inner.publish_identity_update(u)
+    async fn publish_identity_update(&self, u: IdentityUpdate) -> Result<u64, TransportError> {
+        self.inner.publish_identity_update(u).await
     }
-    fn identity_logs(
+    async fn identity_logs(
         &self,
         ids: &[String],
     ) -> Result<Vec<(String, Vec<IdentityUpdate>)>, TransportError> {
-        self.inner.identity_logs(ids)
+        self.inner.identity_logs(ids).await
     }
-    fn upload_key_package(&self, i: &[u8], kp: &[u8], lr: bool) -> Result<(), TransportError> {
-        self.inner.upload_key_package(i, kp, lr)
+    async fn upload_key_package(
+        &self,
+        i: &[u8],
+        kp: &[u8],
+        lr: bool,
+    ) -> Result<(), TransportError> {
+        self.inner.upload_key_package(i, kp, lr).await
     }
-    fn fetch_key_packages(&self, ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, TransportError> {
-        let mut kps = self.inner.fetch_key_packages(ids)?;
+    async fn fetch_key_packages(&self, ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, TransportError> {
+        let mut kps = self.inner.fetch_key_packages(ids).await?;
         for (id, kp) in ids.iter().zip(kps.iter_mut()) {
             if *id == self.victim {
                 *kp = self.forged.clone();
@@ -362,31 +375,39 @@ impl Transport for ForgingTransport {
         }
         Ok(kps)
     }
-    fn send_group_messages(&self, m: Vec<GroupMessageInput>) -> Result<Vec<u64>, TransportError> {
-        self.inner.send_group_messages(m)
+    async fn send_group_messages(
+        &self,
+        m: Vec<GroupMessageInput>,
+    ) -> Result<Vec<u64>, TransportError> {
+        self.inner.send_group_messages(m).await
     }
-    fn query_group_messages(
+    async fn query_group_messages(
         &self,
         g: &[u8],
         a: u64,
         l: u32,
     ) -> Result<Page<GroupMessage>, TransportError> {
-        self.inner.query_group_messages(g, a, l)
+        self.inner.query_group_messages(g, a, l).await
     }
-    fn send_welcomes(&self, w: Vec<WelcomeInput>) -> Result<(), TransportError> {
-        self.inner.send_welcomes(w)
+    async fn send_welcomes(&self, w: Vec<WelcomeInput>) -> Result<(), TransportError> {
+        self.inner.send_welcomes(w).await
     }
-    fn query_welcomes(&self, i: &[u8], a: u64, l: u32) -> Result<Page<Welcome>, TransportError> {
-        self.inner.query_welcomes(i, a, l)
+    async fn query_welcomes(
+        &self,
+        i: &[u8],
+        a: u64,
+        l: u32,
+    ) -> Result<Page<Welcome>, TransportError> {
+        self.inner.query_welcomes(i, a, l).await
     }
-    fn subscribe_group_messages(
+    async fn subscribe_group_messages(
         &self,
         g: Vec<Vec<u8>>,
     ) -> Result<Subscription<GroupMessage>, TransportError> {
-        self.inner.subscribe_group_messages(g)
+        self.inner.subscribe_group_messages(g).await
     }
-    fn subscribe_welcomes(&self, i: &[u8]) -> Result<Subscription<Welcome>, TransportError> {
-        self.inner.subscribe_welcomes(i)
+    async fn subscribe_welcomes(&self, i: &[u8]) -> Result<Subscription<Welcome>, TransportError> {
+        self.inner.subscribe_welcomes(i).await
     }
 }
 
@@ -421,18 +442,22 @@ fn forged_identity_updates_key_packages_and_leaves_and_replayed_commits_are_reje
     // 1. An identity update signed by a key that does not control the inbox.
     let mallory = ferry_identity::Account::new(ferry_identity::KeyPair::generate());
     let bob_state = {
-        let logs = alice
-            .transport()
-            .identity_logs(&[bob.inbox_id().to_string()])
-            .unwrap();
+        let logs = ferry_sdk::blocking::block_on(
+            alice
+                .transport()
+                .identity_logs(&[bob.inbox_id().to_string()]),
+        )
+        .unwrap();
         ferry_identity::InboxState::replay(bob.inbox_id(), &logs[0].1).unwrap()
     };
-    let forged = mallory.add_installation(
-        &bob_state,
-        &ferry_identity::KeyPair::generate(),
-        ferry_sdk::now_ns(),
-    );
-    match alice.transport().publish_identity_update(forged) {
+    let forged = mallory
+        .add_installation(
+            &bob_state,
+            &ferry_identity::KeyPair::generate(),
+            ferry_sdk::now_ns(),
+        )
+        .unwrap();
+    match ferry_sdk::blocking::block_on(alice.transport().publish_identity_update(forged)) {
         Err(TransportError::Rejected { message, .. }) => {
             assert!(message.contains("signature"), "{message}")
         }
@@ -456,7 +481,8 @@ fn forged_identity_updates_key_packages_and_leaves_and_replayed_commits_are_reje
     let alice = Client::open_with(
         &alice_home,
         Arc::new(ForgingTransport {
-            inner: GrpcTransport::connect(&net.node.url()).unwrap(),
+            inner: ferry_sdk::blocking::block_on(async { GrpcTransport::connect(&net.node.url()) })
+                .unwrap(),
             victim: bob.installation_id().to_vec(),
             forged: forged_kp,
         }),
@@ -506,14 +532,14 @@ fn forged_identity_updates_key_packages_and_leaves_and_replayed_commits_are_reje
         let mut group = ferry_mls::load_group(&p, g.id()).unwrap().unwrap();
         let epoch = ferry_mls::epoch(&group);
         let (commit, _w) = ferry_mls::add_members(&mut group, &p, &id, &[&evil_kp]).unwrap();
-        alice
-            .transport()
-            .send_group_messages(vec![GroupMessageInput {
+        ferry_sdk::blocking::block_on(alice.transport().send_group_messages(vec![
+            GroupMessageInput {
                 group_id: g.id().to_vec(),
                 data: commit,
                 commit_epoch: Some(epoch),
-            }])
-            .unwrap();
+            },
+        ]))
+        .unwrap();
     }
     alice.sync_all().unwrap();
     assert_eq!(g.epoch().unwrap(), epoch_before, "the commit was refused");
@@ -522,20 +548,21 @@ fn forged_identity_updates_key_packages_and_leaves_and_replayed_commits_are_reje
     // 4. A replayed commit: alice's own rename, sent to the node again.
     g.update_name("renamed").unwrap();
     let epoch = g.epoch().unwrap();
-    let page = alice
-        .transport()
-        .query_group_messages(g.id(), 0, 100)
-        .unwrap();
+    let page =
+        ferry_sdk::blocking::block_on(alice.transport().query_group_messages(g.id(), 0, 100))
+            .unwrap();
     let last_commit = page.items.last().unwrap().data.clone();
     let count = g.messages(&MessageQuery::default()).unwrap().len();
-    alice
-        .transport()
-        .send_group_messages(vec![GroupMessageInput {
-            group_id: g.id().to_vec(),
-            data: last_commit,
-            commit_epoch: None,
-        }])
-        .unwrap();
+    ferry_sdk::blocking::block_on(
+        alice
+            .transport()
+            .send_group_messages(vec![GroupMessageInput {
+                group_id: g.id().to_vec(),
+                data: last_commit,
+                commit_epoch: None,
+            }]),
+    )
+    .unwrap();
     alice.sync_all().unwrap();
     assert_eq!(g.epoch().unwrap(), epoch);
     assert_eq!(g.messages(&MessageQuery::default()).unwrap().len(), count);
@@ -734,19 +761,20 @@ fn a_restored_conversation_is_read_only_with_group_is_inactive() {
     let (alice, _) = net.inbox("alice");
     let id = vec![7u8; 32];
     alice
-        .store()
-        .insert_conversation(&Conversation {
-            id: id.clone(),
-            kind: ConversationKind::Group,
-            created_at_ns: 1,
-            name: "old".into(),
-            description: String::new(),
-            image_url: String::new(),
-            creator_inbox_id: String::new(),
-            dm_peer_inbox_id: None,
-            dm_id: None,
-            membership: Membership::Restored,
-            last_message_ns: None,
+        .with_store(|s| {
+            s.insert_conversation(&Conversation {
+                id: id.clone(),
+                kind: ConversationKind::Group,
+                created_at_ns: 1,
+                name: "old".into(),
+                description: String::new(),
+                image_url: String::new(),
+                creator_inbox_id: String::new(),
+                dm_peer_inbox_id: None,
+                dm_id: None,
+                membership: Membership::Restored,
+                last_message_ns: None,
+            })
         })
         .unwrap();
     let g = alice.conversation(&id).unwrap();
@@ -831,11 +859,12 @@ fn each_inbox_has_a_hidden_sync_group_of_its_own_installations() {
     let bob_home = net.home("bob");
     let bob_inst = *bob.installation_id();
     let bob_inbox = bob.inbox_id().to_string();
-    let kp = bob
-        .transport()
-        .fetch_key_packages(&[alice1.installation_id().to_vec()])
-        .unwrap()
-        .remove(0);
+    let kp = ferry_sdk::blocking::block_on(
+        bob.transport()
+            .fetch_key_packages(&[alice1.installation_id().to_vec()]),
+    )
+    .unwrap()
+    .remove(0);
     drop(bob);
     let forged_id = vec![0x5a; 32];
     {
@@ -843,7 +872,7 @@ fn each_inbox_has_a_hidden_sync_group_of_its_own_installations() {
         let p = ferry_mls::Provider::new(store.conn());
         let mut cred = bob_inst.to_vec();
         cred.extend_from_slice(bob_inbox.as_bytes());
-        let id = ferry_mls::Identity::load(&p, &cred, &bob_inst)
+        let id = ferry_mls::Identity::load(&p, &cred, bob_inst.as_slice())
             .unwrap()
             .unwrap();
         let meta = ferry_proto::message::GroupMetadata {
@@ -859,13 +888,11 @@ fn each_inbox_has_a_hidden_sync_group_of_its_own_installations() {
         )
         .unwrap();
         let (_commit, welcome) = ferry_mls::add_members(&mut g, &p, &id, &[&kp]).unwrap();
-        alice1
-            .transport()
-            .send_welcomes(vec![WelcomeInput {
-                installation_id: alice1.installation_id().to_vec(),
-                data: welcome,
-            }])
-            .unwrap();
+        ferry_sdk::blocking::block_on(alice1.transport().send_welcomes(vec![WelcomeInput {
+            installation_id: alice1.installation_id().to_vec(),
+            data: welcome,
+        }]))
+        .unwrap();
     }
     let r = alice1.sync_all().unwrap();
     assert_eq!(r.conversations_joined, 0);

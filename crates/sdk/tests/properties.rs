@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, Origin};
+use ferry_sdk::archive::{self, ArchiveElement, ArchiveOptions, Control, Origin};
 use ferry_sdk::store::{
     ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationFilter,
     ConversationKind, DeliveryStatus, Membership, Message, MessageFilter, MessageKind, Store,
@@ -128,12 +128,12 @@ fn archive_of(
     opts: &ArchiveOptions,
 ) -> std::path::PathBuf {
     let p = dir.join(name);
-    backup::create_archive(s, &p, &key(), opts, &Origin::default(), &Control::new()).unwrap();
+    archive::create_archive(s, &p, &key(), opts, &Origin::default(), &Control::new()).unwrap();
     p
 }
 
-fn import(s: &mut Store, p: &std::path::Path) -> backup::ImportReport {
-    backup::import_archive(s, p, &key(), &Control::new()).unwrap()
+fn import(s: &mut Store, p: &std::path::Path) -> archive::ImportReport {
+    archive::import_archive(s, p, &key(), &Control::new()).unwrap()
 }
 
 proptest! {

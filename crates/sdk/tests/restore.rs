@@ -6,14 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_node::{NodeConfig, RunningNode};
-use ferry_sdk::backup::{ArchiveElement, ArchiveOptions, Control};
+use ferry_sdk::archive::{ArchiveElement, ArchiveOptions, Control};
+use ferry_sdk::blocking::{Client, Group};
 use ferry_sdk::store::{
     ConsentEntity, ConsentState, Conversation, ConversationFilter, ConversationKind, Membership,
     MessageKind, Table,
 };
-use ferry_sdk::{
-    AccountKey, ArchiveKey, Client, ClientOptions, Error, Group, GroupOptions, MessageQuery,
-};
+use ferry_sdk::{AccountKey, ArchiveKey, ClientOptions, Error, GroupOptions, MessageQuery};
 use zeroize::Zeroizing;
 
 struct Net {
@@ -73,7 +72,7 @@ fn all(c: &Client) -> Vec<Conversation> {
 }
 
 fn dump(c: &Client) -> Vec<String> {
-    c.store().dump().unwrap()
+    c.with_store(|s| s.dump()).unwrap()
 }
 
 /// Alice's first installation and bob, with a group and a DM and some talk.
@@ -338,7 +337,7 @@ fn time_ranged_and_consent_only_archives() {
     assert_eq!(r.messages_imported, 0);
     assert_eq!(r.conversations_added, 0);
     assert!(r.consent_applied >= 2);
-    assert_eq!(a3.store().count(Table::Messages).unwrap(), 0);
+    assert_eq!(a3.with_store(|s| s.count(Table::Messages)).unwrap(), 0);
     assert_eq!(
         a3.consent(ConsentEntity::Conversation, &hex::encode(&s.group))
             .unwrap(),
@@ -417,6 +416,63 @@ fn an_archive_of_another_inbox_is_refused_and_nothing_is_written() {
         .import_archive(&archive, &s.key, &Control::new())
         .unwrap_err();
     assert!(matches!(err, Error::ForeignArchive { .. }), "{err}");
-    assert!(err.to_string().contains(s.a1.inbox_id()), "{err}");
+    assert!(err.to_string().contains(s.a1.inbox_id().as_str()), "{err}");
     assert_eq!(dump(&s.bob), before);
+}
+
+/// XMTP's archive test, step by step: alice's first installation re-adds her restored second
+/// one (a commit), and bob sends before his client has applied that commit, so his message is
+/// in the epoch before it. The node orders it after the commit; the re-added installation,
+/// which cannot read the older epoch, must still get it (bob re-sends it in the new epoch under
+/// the same id), and nobody may see it twice.
+#[test]
+fn a_message_sent_in_the_epoch_before_a_re_add_reaches_the_re_added_installation() {
+    let s = story();
+    // Bob's send must not check members (which would sync him first).
+    s.bob
+        .set_check_intervals(Duration::from_secs(3600), Duration::from_secs(3600))
+        .unwrap();
+    let archive = s.archive(&s.a1, "a1.ferry", &ArchiveOptions::default());
+    let a2 = s.net.installation("a2", &s.alice_key);
+    a2.import_archive(&archive, &s.key, &Control::new())
+        .unwrap();
+    // a1 adds a2 to the group (and the DM): a new epoch bob has not seen.
+    assert!(s.a1.sync_all().unwrap().installations_added_to >= 1);
+    let bob_group = s.bob.conversation(&s.group).unwrap();
+    let epoch_before = bob_group.epoch().unwrap();
+    let hey = bob_group.send("hey").unwrap();
+    assert_eq!(
+        bob_group.epoch().unwrap(),
+        epoch_before,
+        "sent in the old epoch"
+    );
+
+    // Everyone syncs until nothing changes.
+    for _ in 0..3 {
+        for c in [&s.bob, &s.a1, &a2] {
+            c.sync_all().unwrap();
+        }
+    }
+    let g2 = a2.conversation(&s.group).unwrap();
+    assert!(g2.is_active().unwrap());
+    for (who, c) in [("bob", &s.bob), ("a1", &s.a1), ("a2", &a2)] {
+        let g = c.conversation(&s.group).unwrap();
+        assert_eq!(
+            texts(&g),
+            ["g1 from alice", "g2 from bob", "hey"],
+            "{who} sees bob's message once"
+        );
+        let ids: Vec<_> = g
+            .messages(&MessageQuery::default())
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.text().as_deref() == Some("hey"))
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            ids,
+            std::slice::from_ref(&hey),
+            "{who} knows it by the id bob's send returned"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ferry_archive::raw::RawArchive;
 use ferry_archive::{ArchiveSigner, Ed25519Signer, Error as ArchiveError, WriterOptions};
 use ferry_proto::message::{sync_payload, SyncPayload, SyncReply};
-use ferry_sdk::backup::{
+use ferry_sdk::archive::{
     self, ArchiveMetadata, ArchiveOptions, Control, InstallationStatus, Origin, SignatureStatus,
     SignedBy,
 };
@@ -60,7 +60,7 @@ fn seeded(dir: &Path, name: &str, seed_no: u64, messages: u64) -> Store {
 
 /// An archive of `store` in small segments (many chunks), signed when `origin` has a signer.
 fn make(store: &Store, path: &Path, origin: &Origin, label: &str) -> ArchiveMetadata {
-    backup::create_archive_with(
+    archive::create_archive_with(
         store,
         path,
         &key(),
@@ -98,7 +98,7 @@ fn a_signed_archive_names_its_signer_in_metadata_verify_import_and_json() {
     assert_eq!(made.inbox_id, "me");
     assert_eq!(made.installation_id, me().installation_id);
 
-    let m = backup::archive_metadata(&path, &key()).unwrap();
+    let m = archive::archive_metadata(&path, &key()).unwrap();
     assert_eq!(
         (m.format_version.as_str(), m.signed_by.clone(), m.signature),
         ("1.1", Some(me()), SignatureStatus::Valid)
@@ -110,12 +110,12 @@ fn a_signed_archive_names_its_signer_in_metadata_verify_import_and_json() {
     assert_eq!(json["signed_by"]["inbox_id"], "me");
     assert_eq!(json["signed_by"]["installation_id"], me().installation_id);
 
-    let v = backup::verify_archive(&path, &key()).unwrap();
+    let v = archive::verify_archive(&path, &key()).unwrap();
     assert!(v.intact);
     assert_eq!(v.metadata.signature, SignatureStatus::Valid);
 
     let mut target = Store::open(dir.path().join("target.db")).unwrap();
-    let r = backup::import_archive(&mut target, &path, &key(), &Control::new()).unwrap();
+    let r = archive::import_archive(&mut target, &path, &key(), &Control::new()).unwrap();
     assert_eq!(r.messages_imported, 500);
     assert_eq!(r.unknown_skipped, 0, "the signature is no element");
     assert_eq!(
@@ -132,14 +132,14 @@ fn a_signed_archive_names_its_signer_in_metadata_verify_import_and_json() {
 fn refused(target: &mut Store, file: &Path, bytes: &[u8], case: &str) {
     std::fs::write(file, bytes).unwrap();
     let before = target.dump().unwrap();
-    let err = backup::import_archive(target, file, &key(), &Control::new()).expect_err(case);
+    let err = archive::import_archive(target, file, &key(), &Control::new()).expect_err(case);
     assert!(
         matches!(err, Error::Archive(ArchiveError::BadSignature(_))),
         "{case}: {err:?}"
     );
     assert_eq!(target.dump().unwrap(), before, "{case}: the store changed");
-    assert!(backup::verify_archive(file, &key()).is_err(), "{case}");
-    let m = backup::archive_metadata(file, &key()).unwrap();
+    assert!(archive::verify_archive(file, &key()).is_err(), "{case}");
+    let m = archive::archive_metadata(file, &key()).unwrap();
     assert_eq!(m.signature, SignatureStatus::Invalid, "{case}");
     assert_eq!(m.signed_by, Some(me()), "{case}: the claim is shown");
     assert!(
@@ -172,11 +172,11 @@ fn forged_signed_archives_are_refused_and_write_nothing() {
     // The intact archive imports into a copy of the target (the refusals are the forgeries').
     {
         let mut copy = seeded(dir.path(), "copy", 7, 50);
-        let r = backup::import_archive(&mut copy, &a_path, &key(), &Control::new()).unwrap();
+        let r = archive::import_archive(&mut copy, &a_path, &key(), &Control::new()).unwrap();
         assert_eq!(r.signature, SignatureStatus::Valid);
         let raw = RawArchive::open(&a, &key()).unwrap();
         std::fs::write(&file, raw.seal().unwrap()).unwrap();
-        let m = backup::archive_metadata(&file, &key()).unwrap();
+        let m = archive::archive_metadata(&file, &key()).unwrap();
         assert_eq!(m.signature, SignatureStatus::Valid, "resealed unchanged");
     }
 
@@ -221,7 +221,7 @@ fn vector() -> PathBuf {
 fn an_archive_made_before_signatures_still_imports_and_says_unsigned() {
     // Written by Ferry before archives were signed (tests/vectors/README.md).
     let key = ArchiveKey::from_bytes(&[0x42; 32]).unwrap();
-    let m = backup::archive_metadata(&vector(), &key).unwrap();
+    let m = archive::archive_metadata(&vector(), &key).unwrap();
     assert_eq!(m.format_version, "1.0");
     assert_eq!(
         (m.signed_by.clone(), m.signature),
@@ -236,12 +236,12 @@ fn an_archive_made_before_signatures_still_imports_and_says_unsigned() {
     let json = serde_json::to_value(&m).unwrap();
     assert_eq!(json["signature"], "unsigned");
     assert!(json["signed_by"].is_null());
-    let v = backup::verify_archive(&vector(), &key).unwrap();
+    let v = archive::verify_archive(&vector(), &key).unwrap();
     assert!(v.intact);
     assert_eq!(v.metadata.signature, SignatureStatus::Unsigned);
     let dir = tempfile::tempdir().unwrap();
     let mut target = Store::open(dir.path().join("t.db")).unwrap();
-    let r = backup::import_archive(&mut target, &vector(), &key, &Control::new()).unwrap();
+    let r = archive::import_archive(&mut target, &vector(), &key, &Control::new()).unwrap();
     assert_eq!((r.conversations_added, r.messages_imported), (3, 40));
     assert_eq!(
         (r.signed_by, r.signature),
@@ -256,7 +256,7 @@ fn an_archive_made_before_signatures_still_imports_and_says_unsigned() {
     let made = make(&bare, &path, &origin, "bare");
     assert_eq!(made.format_version, "1.0");
     assert_eq!(made.signature, SignatureStatus::Unsigned);
-    let m = backup::archive_metadata(&path, &ArchiveKey::from_bytes(&[0x5a; 32]).unwrap());
+    let m = archive::archive_metadata(&path, &ArchiveKey::from_bytes(&[0x5a; 32]).unwrap());
     assert_eq!(m.unwrap().signature, SignatureStatus::Unsigned);
 }
 
@@ -281,18 +281,20 @@ fn a_clients_archives_are_signed_and_the_signer_is_checked_in_the_identity_log()
     assert_eq!(made.signed_by.as_ref(), Some(&a1_signed));
     assert_eq!(made.signature, SignatureStatus::Valid);
     // The store-level path (`ferry archive create`, scheduled backups) signs with the same key.
-    let origin = Origin::of_store(&a1.store()).unwrap();
     let bare_path = net.dir.path().join("a1-bare.ferry");
-    backup::create_archive(
-        &a1.store(),
-        &bare_path,
-        &key(),
-        &ArchiveOptions::default(),
-        &origin,
-        &Control::new(),
-    )
+    a1.with_store(|store| {
+        let origin = Origin::of_store(store).unwrap();
+        archive::create_archive(
+            store,
+            &bare_path,
+            &key(),
+            &ArchiveOptions::default(),
+            &origin,
+            &Control::new(),
+        )
+    })
     .unwrap();
-    let m = backup::archive_metadata(&bare_path, &key()).unwrap();
+    let m = archive::archive_metadata(&bare_path, &key()).unwrap();
     assert_eq!(
         (m.signed_by.as_ref(), m.signature),
         (Some(&a1_signed), SignatureStatus::Valid)
@@ -311,8 +313,11 @@ fn a_clients_archives_are_signed_and_the_signer_is_checked_in_the_identity_log()
     assert_eq!(r.installation_status, Some(InstallationStatus::Active));
 
     // a1 revoked: its archive is reported as a revoked installation's, and still imports.
-    a2.revoke_installation(&account, a1.installation_id())
-        .unwrap();
+    a2.revoke_installation(
+        std::sync::Arc::new(ferry_sdk::KeyPair::from_seed(&account)),
+        a1.installation_id(),
+    )
+    .unwrap();
     let m = a2.archive_metadata(&path, &key()).unwrap();
     assert_eq!(m.signature, SignatureStatus::Valid);
     assert_eq!(m.installation_status, Some(InstallationStatus::Revoked));
@@ -333,14 +338,16 @@ fn a_clients_archives_are_signed_and_the_signer_is_checked_in_the_identity_log()
         ..Default::default()
     };
     let path3 = net.dir.path().join("stranger.ferry");
-    backup::create_archive(
-        &a2.store(),
-        &path3,
-        &key(),
-        &ArchiveOptions::default(),
-        &stranger,
-        &Control::new(),
-    )
+    a2.with_store(|store| {
+        archive::create_archive(
+            store,
+            &path3,
+            &key(),
+            &ArchiveOptions::default(),
+            &stranger,
+            &Control::new(),
+        )
+    })
     .unwrap();
     let m = a2.archive_metadata(&path3, &key()).unwrap();
     assert_eq!(m.signature, SignatureStatus::Valid);
@@ -348,8 +355,11 @@ fn a_clients_archives_are_signed_and_the_signer_is_checked_in_the_identity_log()
 }
 
 /// The reply with pin `pin` in `c`'s sync groups.
-fn reply(c: &ferry_sdk::Client, pin: &str) -> SyncReply {
-    let store = c.store();
+fn reply(c: &ferry_sdk::blocking::Client, pin: &str) -> SyncReply {
+    c.with_store(|store| reply_in(store, pin))
+}
+
+fn reply_in(store: &ferry_sdk::store::Store, pin: &str) -> SyncReply {
     let syncs = store
         .conversations(&ConversationFilter {
             kind: Some(ConversationKind::Sync),
@@ -429,8 +439,7 @@ fn a_sync_reply_whose_archive_another_own_installation_signed_is_refused() {
         std::slice::from_ref(&pin)
     );
     let imported = a3
-        .store()
-        .messages(&MessageFilter::default())
+        .with_store(|s| s.messages(&MessageFilter::default()))
         .unwrap()
         .into_iter()
         .filter(|m| m.kind == MessageKind::Application)

@@ -7,36 +7,39 @@ mod net_common;
 
 use std::collections::{BTreeSet, HashSet};
 
-use ferry_sdk::backup::{ArchiveOptions, Control};
+use ferry_sdk::archive::{ArchiveOptions, Control};
+use ferry_sdk::blocking::Client;
 use ferry_sdk::store::{ConversationFilter, ConversationKind, MessageFilter};
-use ferry_sdk::{AccountKey, ArchiveKey, Client, DeviceSyncEvent, Error, SyncOptions};
+use ferry_sdk::{AccountKey, ArchiveKey, DeviceSyncEvent, Error, SyncOptions};
 use net_common::{texts, Net};
 
 /// The ids of a client's active sync groups.
 fn active_sync_groups(c: &Client) -> Vec<Vec<u8>> {
-    c.store()
-        .conversations(&ConversationFilter {
+    c.with_store(|s| {
+        s.conversations(&ConversationFilter {
             kind: Some(ConversationKind::Sync),
             active: Some(true),
             ..Default::default()
         })
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    })
+    .unwrap()
+    .into_iter()
+    .map(|c| c.id)
+    .collect()
 }
 
 /// Every sync group a client knows, of any membership.
 fn all_sync_groups(c: &Client) -> BTreeSet<Vec<u8>> {
-    c.store()
-        .conversations(&ConversationFilter {
+    c.with_store(|s| {
+        s.conversations(&ConversationFilter {
             kind: Some(ConversationKind::Sync),
             ..Default::default()
         })
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    })
+    .unwrap()
+    .into_iter()
+    .map(|c| c.id)
+    .collect()
 }
 
 /// At least `n` events from a stream (its forwarding thread may lag behind the call that
@@ -143,7 +146,9 @@ fn nothing_user_facing_shows_the_sync_groups() {
             .collect();
         assert_eq!(shown, [g.id().to_vec()]);
         // Messages of every conversation: none of a sync group.
-        let all = c.store().messages(&MessageFilter::default()).unwrap();
+        let all = c
+            .with_store(|s| s.messages(&MessageFilter::default()))
+            .unwrap();
         assert!(!all.is_empty());
         assert!(all.iter().all(|m| !sync.contains(&m.conversation_id)));
         // Consent: nothing about a sync group.
@@ -336,8 +341,8 @@ fn every_answering_installation_adds_what_it_holds_and_the_new_one_gets_the_unio
             },
         )
         .unwrap();
-        let origin = ferry_sdk::backup::Origin::of_store(&old).unwrap();
-        ferry_sdk::backup::create_archive(
+        let origin = ferry_sdk::archive::Origin::of_store(&old).unwrap();
+        ferry_sdk::archive::create_archive(
             &old,
             &archive,
             &archive_key,
@@ -350,7 +355,11 @@ fn every_answering_installation_adds_what_it_holds_and_the_new_one_gets_the_unio
     a1b.import_archive(&archive, &archive_key, &Control::new())
         .unwrap();
     a1b.set_history_sync_url(&net.history_url).unwrap();
-    let count = |c: &Client| c.store().messages(&MessageFilter::default()).unwrap().len();
+    let count = |c: &Client| {
+        c.with_store(|s| s.messages(&MessageFilter::default()))
+            .unwrap()
+            .len()
+    };
     let (on_a1, on_a1b) = (count(&a1), count(&a1b));
 
     // A new installation asks once; both answer (a1b first).
@@ -363,7 +372,9 @@ fn every_answering_installation_adds_what_it_holds_and_the_new_one_gets_the_unio
     a3.sync_all().unwrap();
 
     // The union, each message once.
-    let all = a3.store().messages(&MessageFilter::default()).unwrap();
+    let all = a3
+        .with_store(|s| s.messages(&MessageFilter::default()))
+        .unwrap();
     let ids: HashSet<Vec<u8>> = all.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids.len(), all.len(), "no message twice");
     assert!(all.len() >= 30 + 3, "{} of the union", all.len());

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use ferry_archive::{Ed25519Signer, Error as ArchiveError, WriterOptions, HEADER_LEN};
-use ferry_sdk::backup::{self, ArchiveElement, ArchiveOptions, Control, Origin, SignatureStatus};
+use ferry_sdk::archive::{self, ArchiveElement, ArchiveOptions, Control, Origin, SignatureStatus};
 use ferry_sdk::dev::{seed, SeedOptions};
 use ferry_sdk::store::Store;
 use ferry_sdk::{ArchiveKey, Error};
@@ -43,7 +43,7 @@ impl Matrix {
     /// Imports `bytes` into the target; it must fail as `expected` says and change nothing.
     fn refuse(&mut self, case: &str, bytes: &[u8], expected: impl Fn(&ArchiveError) -> bool) {
         std::fs::write(&self.file, bytes).unwrap();
-        let err = backup::import_archive(&mut self.target, &self.file, &key(), &Control::new())
+        let err = archive::import_archive(&mut self.target, &self.file, &key(), &Control::new())
             .expect_err(case);
         match &err {
             Error::Archive(e) => assert!(expected(e), "{case}: unexpected error {e:?}"),
@@ -74,7 +74,7 @@ fn setup(signed: bool) -> (Matrix, Vec<u8>) {
     )
     .unwrap();
     let path = dir.path().join("good.ferry");
-    backup::create_archive_with(
+    archive::create_archive_with(
         &source,
         &path,
         &key(),
@@ -171,7 +171,7 @@ fn matrix(signed: bool) {
         std::fs::copy(m.file.with_file_name("target.db"), &copy).unwrap();
         std::fs::write(&m.file, &good).unwrap();
         let mut s = Store::open(&copy).unwrap();
-        let r = backup::import_archive(&mut s, &m.file, &key(), &Control::new()).unwrap();
+        let r = archive::import_archive(&mut s, &m.file, &key(), &Control::new()).unwrap();
         assert!(r.messages_imported > 0);
         let want = if signed {
             SignatureStatus::Valid

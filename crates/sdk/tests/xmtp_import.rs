@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ferry_proto::Message as _;
-use ferry_sdk::backup::{
+use ferry_sdk::archive::{
     archive_metadata, import_archive, verify_archive, ArchiveElement, ArchiveFormat, Control,
     ImportReport, Progress,
 };
@@ -18,11 +18,11 @@ use ferry_sdk::store::{
     Table,
 };
 use ferry_sdk::{ArchiveKey, Error};
-use ferry_xmtp::proto::{
+use ferry_xmtp_archive::proto::{
     self, backup_element::Element, BackupElement, Compression, ConsentType, ContentTypeId,
     ConversationType, EncodedContent, GroupMessageKind,
 };
-use ferry_xmtp::XmtpError;
+use ferry_xmtp_archive::XmtpError;
 use xmtp_common::{archive, element, metadata, vector, VECTOR};
 
 const GROUP_ID: &str = "4171bfd4a27acabeeb02c1edb4c27c12";
@@ -1072,7 +1072,7 @@ fn another_xmtp_version_is_refused_by_name() {
     bytes[0] = 3;
     let path = dir.path().join("v3.xmtp");
     std::fs::write(&path, &bytes).unwrap();
-    let err = ferry_sdk::backup::archive_metadata(
+    let err = ferry_sdk::archive::archive_metadata(
         &path,
         &ferry_sdk::ArchiveKey::from_bytes(&[0; 32]).unwrap(),
     )

@@ -40,6 +40,25 @@ int_enum!(MessageKind { Application = 1 => "application", MembershipChange = 2 =
 int_enum!(DeliveryStatus { Unpublished = 1 => "unpublished", Published = 2 => "published", Failed = 3 => "failed" });
 int_enum!(ConsentEntity { Conversation = 1 => "conversation", Inbox = 2 => "inbox", Address = 3 => "address" });
 int_enum!(ConsentState { Unknown = 1 => "unknown", Allowed = 2 => "allowed", Denied = 3 => "denied" });
+int_enum!(
+    /// Where the handling of one sync-group message stands (the `state` of a
+    /// [`SyncMessageRecord`](crate::SyncMessageRecord)).
+    SyncMessageState {
+        /// Not handled yet, or failed in a way worth retrying.
+        Pending = 1 => "pending",
+        Processed = 2 => "processed",
+        /// Given up on.
+        Failed = 3 => "failed" }
+);
+int_enum!(
+    /// Device-sync work that a crash or a dead node left undone, kept until it is done (see
+    /// [`Store::set_device_sync_flag`](crate::Store::set_device_sync_flag)).
+    DeviceSyncFlag {
+        /// The inbox's HMAC key must be rotated (an installation was revoked).
+        HmacRotationPending = 1 => "hmac_rotation_pending",
+        /// A history request is wanted but could not be sent yet.
+        HistoryRequestWanted = 2 => "history_request_wanted" }
+);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {

@@ -1,9 +1,22 @@
 //! Versioned migrations, applied in order inside one transaction each; `PRAGMA user_version`
 //! records how many have run.
 
-pub(crate) const MIGRATIONS: &[&str] = &[
+use crate::{Result, Store};
+
+/// One schema step: its SQL, then (in the same transaction) an optional Rust step for what SQL
+/// cannot do well, such as taking key strings apart.
+pub(crate) struct Migration {
+    pub sql: &'static str,
+    pub then: Option<fn(&Store) -> Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[
     // 1: conversations, messages, consent, preferences, local settings.
-    r#"
+    sql(r#"
 CREATE TABLE conversations (
     -- Local row number; messages refer to it to keep their index small.
     seq INTEGER PRIMARY KEY,
@@ -74,19 +87,19 @@ CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
-"#,
+"#),
     // 2: the messaging client's positions: a cursor per node topic (a group's messages, this
     // installation's welcomes) and the time of per-conversation chores, each written in the
     // same transaction as the MLS state change it follows.
-    r#"
+    sql(r#"
 CREATE TABLE cursors (
     topic TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#,
+"#),
     // 3: history sync: each sync-group message handled, with its state and attempts, so a
     // crash or a dead server retries and nothing is imported twice.
-    r#"
+    sql(r#"
 CREATE TABLE sync_messages (
     id BLOB PRIMARY KEY,
     state INTEGER NOT NULL,          -- 1 pending, 2 processed, 3 failed
@@ -94,7 +107,95 @@ CREATE TABLE sync_messages (
     last_error TEXT,
     updated_at_ns INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#),
+    // 4: the SDK's own state, until now key strings in `settings`, in tables of its own. The
+    // rows already in `settings` move in the same transaction (see `legacy_settings.rs`).
+    Migration {
+        sql: r#"
+-- A group's messages encrypted and stored but not yet taken by the node, published in seq
+-- order (the order they were queued).
+CREATE TABLE send_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    message_id BLOB NOT NULL,
+    data BLOB NOT NULL,                 -- the MLS message, published as it is
+    UNIQUE (group_id, message_id)
+);
+
+-- Welcomes of this installation's confirmed commits, waiting to reach the installations they
+-- add.
+CREATE TABLE welcome_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    welcome BLOB NOT NULL               -- the SDK's record: the welcome and its recipients
+);
+CREATE INDEX welcome_outbox_group ON welcome_outbox(group_id, seq);
+
+-- This installation's staged commit in a group, until the group's channel confirms it or a
+-- rival commit of the same epoch replaces it.
+CREATE TABLE pending_commits (
+    group_id BLOB PRIMARY KEY,
+    commit_id BLOB NOT NULL,            -- its message id (MLS cannot open its own commits)
+    commit_data BLOB NOT NULL,          -- the MLS message, published again when in doubt
+    welcome BLOB                        -- the SDK's welcome record, when it adds installations
+) WITHOUT ROWID;
+
+-- Preference updates (consent, the HMAC key) waiting to go out over the sync group.
+CREATE TABLE preference_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    updates BLOB NOT NULL               -- the SDK's encoded updates
+);
+
+-- This installation's history requests, by pin, until their reply window closes.
+CREATE TABLE sync_requests (
+    pin TEXT PRIMARY KEY,
+    sent_at_ns INTEGER NOT NULL,
+    answered_at_ns INTEGER,             -- when the first reply was imported; NULL: waiting
+    request BLOB NOT NULL               -- the SDK's record of what was asked for
+) WITHOUT ROWID;
+
+-- Requests of the inbox's other installations that this one answered (never twice).
+CREATE TABLE sync_answers_sent (
+    pin TEXT PRIMARY KEY,
+    sent_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every reply to a request of ours that was imported here.
+CREATE TABLE sync_imports (
+    pin TEXT NOT NULL,
+    message_id BLOB NOT NULL,           -- the sync message that announced the archive
+    imported_at_ns INTEGER NOT NULL,
+    record BLOB NOT NULL,               -- the SDK's record of the import and its report
+    PRIMARY KEY (pin, message_id)
+) WITHOUT ROWID;
+
+-- Device-sync work left to do (a crash or a dead node interrupted it): a row per raised flag.
+CREATE TABLE device_sync_flags (
+    flag INTEGER PRIMARY KEY            -- 1 HMAC key rotation pending, 2 history request wanted
+);
+
+-- The inbox's HMAC secret: one row (never in archives).
+CREATE TABLE hmac_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key BLOB NOT NULL                   -- the SDK's encoded key update
+);
 "#,
+        then: Some(crate::legacy_settings::move_to_tables),
+    },
+    // 5: this installation's application messages as sent, until the group's channel shows
+    // them. MLS cannot open its own messages, so the channel tells ours by the hash of the MLS
+    // message; one the node ordered after a commit this installation had not applied (members
+    // that commit added cannot read it) is encrypted again, in the current epoch, from here.
+    sql(r#"
+CREATE TABLE sent_messages (
+    group_id BLOB NOT NULL,
+    payload_hash BLOB NOT NULL,         -- the MLS message's hash (the v1 message id)
+    message_id BLOB NOT NULL,           -- the id every member derives from the plaintext
+    plaintext BLOB NOT NULL,            -- the encoded envelope, encrypted again as it is
+    epoch INTEGER NOT NULL,             -- the epoch it was encrypted in
+    PRIMARY KEY (group_id, payload_hash)
+) WITHOUT ROWID;
+"#),
 ];
 
 /// The messages-by-conversation-and-time index, which large imports drop and rebuild (a sorted

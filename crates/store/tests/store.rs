@@ -220,3 +220,6 @@ fn a_newer_schema_is_refused() {
     let err = Store::open(&path).err().expect("refused");
     assert!(err.to_string().contains("newer Ferry"), "{err}");
 }
+
+mod client_state;
+mod migration;

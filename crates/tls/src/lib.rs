@@ -58,26 +58,51 @@ pub enum TlsError {
     /// A file could not be read.
     #[error("cannot read {what} {}: {source}", path.display())]
     Read {
+        /// What the file is for (`TLS certificate file`, `TLS key file`, `TLS CA file`).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// A file was read but does not hold what it should.
     #[error("{what} {}: {reason}", path.display())]
     Invalid {
+        /// What the file is for (`TLS certificate file`, `TLS key file`, `TLS CA file`).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// rustls refused the certificate chain and key (e.g. the key is not the certificate's).
     #[error("TLS certificate {} with key {}: {source}", cert.display(), key.display())]
     Config {
+        /// The certificate chain's file.
         cert: PathBuf,
+        /// The private key's file.
         key: PathBuf,
+        /// rustls' error.
         #[source]
         source: rustls::Error,
     },
+}
+
+impl TlsError {
+    /// Whether the same call may succeed if made again later: only when reading a file was
+    /// interrupted or timed out. False for a missing or unreadable file, one that does not
+    /// hold what it should, and a certificate and key that do not go together: those need
+    /// the files fixed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TlsError::Read { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            TlsError::Invalid { .. } | TlsError::Config { .. } => false,
+        }
+    }
 }
 
 const WHAT_CERT: &str = "TLS certificate file";
@@ -408,6 +433,27 @@ mod tests {
         let err = CaCerts::from_file(&key).unwrap_err();
         assert!(err.to_string().contains("TLS CA file"), "{err}");
         CaCerts::from_file(&ca).unwrap();
+    }
+
+    #[test]
+    fn only_an_interrupted_read_is_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, cert, key) = pki(dir.path());
+        let missing = dir.path().join("missing.pem");
+        let interrupted = TlsError::Read {
+            what: WHAT_CA,
+            path: missing.clone(),
+            source: io::Error::new(io::ErrorKind::Interrupted, "x"),
+        };
+        assert!(interrupted.is_retryable());
+        for e in [
+            CaCerts::from_file(&missing).unwrap_err(),
+            CaCerts::from_file(&key).unwrap_err(),
+            ServerTls::new(&key, &key).server_config(&[]).unwrap_err(),
+            ServerTls::new(&cert, &cert).server_config(&[]).unwrap_err(),
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
     }
 
     #[test]

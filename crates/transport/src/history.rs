@@ -1,4 +1,4 @@
-//! A blocking client for Ferry's history server (`ferry-history`).
+//! A blocking client for Ferry's history server (`ferry-history-server`).
 //!
 //! The history server keeps encrypted archives for a short time: one installation uploads
 //! with [`HistoryClient::upload_file`] and passes the returned URL (and, separately, the
@@ -53,7 +53,12 @@ fn content_range_start(v: &str) -> Option<u64> {
 pub enum HistoryError {
     /// A base or download URL that is not acceptable.
     #[error("invalid history url {url}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A download URL on another scheme, host or port than the client's server.
     #[error("refusing to download from {0}: not the configured history server")]
     ForeignHost(String),
@@ -68,14 +73,42 @@ pub enum HistoryError {
     TooLarge,
     /// The server refused the request.
     #[error("history server refused the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The HTTP status code.
+        status: u16,
+        /// The server's answer (its body, shortened).
+        message: String,
+    },
     /// Reading or writing a local file failed.
     #[error("cannot access {}: {source}", path.display())]
     Io {
+        /// The local file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+}
+
+impl HistoryError {
+    /// Whether the same call may succeed if made again later: the server was unreachable or
+    /// timed out, answered 5xx or 429 (too many requests), or a local read or write was
+    /// interrupted. False for a bad or foreign URL, a file not found (expired, already
+    /// downloaded), one too large, and other refusals.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HistoryError::Unavailable(_) => true,
+            HistoryError::Rejected { status, .. } => *status >= 500 || *status == 429,
+            HistoryError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            HistoryError::InvalidUrl { .. }
+            | HistoryError::ForeignHost(_)
+            | HistoryError::NotFound
+            | HistoryError::TooLarge => false,
+        }
+    }
 }
 
 /// The scheme, host and port of a URL, normalised for comparison.
@@ -692,5 +725,35 @@ mod tests {
         assert!(origin("http://localhost:1").is_loopback());
         assert!(origin("http://[::1]:1").is_loopback());
         assert!(!origin("http://example.com").is_loopback());
+    }
+
+    #[test]
+    fn retryable_errors_are_the_ones_a_later_try_may_fix() {
+        let io = |kind| HistoryError::Io {
+            path: "f".into(),
+            source: io::Error::new(kind, "x"),
+        };
+        let rejected = |status| HistoryError::Rejected {
+            status,
+            message: String::new(),
+        };
+        for e in [
+            HistoryError::Unavailable("refused".into()),
+            rejected(500),
+            rejected(429),
+            io(io::ErrorKind::Interrupted),
+        ] {
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        for e in [
+            invalid("ftp://x", "scheme"),
+            HistoryError::ForeignHost("http://elsewhere".into()),
+            HistoryError::NotFound,
+            HistoryError::TooLarge,
+            rejected(400),
+            io(io::ErrorKind::NotFound),
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
     }
 }

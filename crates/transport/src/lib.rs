@@ -3,8 +3,9 @@
 //! [`Transport`] is everything a client asks of the delivery node: identity logs, key packages,
 //! group messages and welcomes, and subscriptions to new ones. The SDK holds a
 //! `Arc<dyn Transport>`, so state (ferry-store, ferry-mls) never depends on how bytes move.
-//! [`GrpcTransport`] is the implementation over tonic; it is **blocking** (it owns a small
-//! tokio runtime), matching the SDK's synchronous API.
+//! [`Transport`] is async; [`GrpcTransport`] is the implementation over tonic and runs on the
+//! caller's tokio runtime (it owns none and never blocks a thread). Subscriptions are
+//! [`futures::Stream`]s.
 //!
 //! The node is not trusted: it stores and orders opaque bytes. Clients verify identity logs
 //! and MLS messages themselves.
@@ -17,11 +18,8 @@
 //! [`TransportError::Unavailable`] naming the URL and what was wrong with the certificate.
 //! `http://` URLs stay plain.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::node_client::NodeClient;
 use ferry_proto::node::{
@@ -30,6 +28,7 @@ use ferry_proto::node::{
     SendGroupMessagesRequest, SendWelcomesRequest, SubscribeGroupMessagesRequest,
     SubscribeWelcomesRequest, UploadKeyPackageRequest, Welcome, WelcomeInput,
 };
+use futures::stream::{BoxStream, Stream, StreamExt};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
@@ -43,25 +42,57 @@ pub use history::{HistoryClient, HistoryError};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
+    /// A node URL that cannot be used (not `http://` or `https://`, no host, ...).
     #[error("invalid node url {url}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The node could not be reached (dead server, refused connection, timeout).
     #[error("node unavailable: {0}")]
     Unavailable(String),
-    /// Another commit for the same group and epoch was stored first.
+    /// Another commit for the same group and epoch was stored first: sync the group, then
+    /// commit again on the new epoch.
     #[error("commit conflict: {0}")]
     CommitConflict(String),
-    /// An identity update whose sequence is already taken (a concurrent update won).
+    /// An identity update whose sequence is already taken (a concurrent update won): read
+    /// the log again, then append after its new head.
     #[error("identity update conflict: {0}")]
     IdentityConflict(String),
-    /// The node refused the request.
+    /// The node refused the request (an invalid argument, a failed precondition such as a
+    /// revoked installation, an internal failure, a subscriber that lagged behind).
     #[error("node refused the request ({code}): {message}")]
-    Rejected { code: String, message: String },
+    Rejected {
+        /// The gRPC status code's name (`InvalidArgument`, `FailedPrecondition`, ...).
+        code: String,
+        /// The node's message.
+        message: String,
+    },
     /// A subscription ended (the node stopped or the subscriber lagged behind).
     #[error("subscription closed: {0}")]
     Closed(String),
 }
 
+impl TransportError {
+    /// Whether the same call may succeed if made again later: the node was unreachable or
+    /// timed out, a subscription closed (subscribe again), the node was out of resources, or
+    /// a conflict with a concurrent writer (after reading what won). False for a bad URL and
+    /// for requests the node refused as invalid.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Unavailable(_)
+            | TransportError::Closed(_)
+            | TransportError::CommitConflict(_)
+            | TransportError::IdentityConflict(_) => true,
+            TransportError::Rejected { code, .. } => code == "ResourceExhausted",
+            TransportError::InvalidUrl { .. } => false,
+        }
+    }
+}
+
+/// The transport's result: [`TransportError`] unless said otherwise.
 pub type Result<T, E = TransportError> = std::result::Result<T, E>;
 
 impl From<tonic::Status> for TransportError {
@@ -92,78 +123,87 @@ pub struct Page<T> {
     pub cursor: u64,
 }
 
-/// Items pushed by the node as they are stored. Dropping it ends the subscription.
+/// Items pushed by the node as they are stored: a [`Stream`] that ends (after one
+/// [`TransportError::Closed`]) when the node ends it. Dropping it ends the subscription.
 pub struct Subscription<T> {
-    rx: Receiver<Result<T>>,
-    stop: Arc<AtomicBool>,
+    inner: BoxStream<'static, Result<T>>,
 }
 
 impl<T> Subscription<T> {
-    /// Waits up to `timeout` for the next item: `Ok(None)` when none came in time; an error
-    /// when the subscription ended (resubscribe, and query from the cursor to catch up).
-    pub fn next_timeout(&self, timeout: Duration) -> Result<Option<T>> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(Ok(item)) => Ok(Some(item)),
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(TransportError::Closed("stream ended".into()))
-            }
+    /// A subscription over any stream of items (for transports other than gRPC, and tests).
+    pub fn new(stream: impl Stream<Item = Result<T>> + Send + 'static) -> Self {
+        Subscription {
+            inner: stream.boxed(),
         }
     }
 
-    /// The channel the items arrive on (to `select!` over several subscriptions).
-    pub fn receiver(&self) -> &Receiver<Result<T>> {
-        &self.rx
+    /// Waits up to `timeout` for the next item: `Ok(None)` when none came in time; an error
+    /// when the subscription ended (resubscribe, and query from the cursor to catch up).
+    pub async fn next_timeout(&mut self, timeout: Duration) -> Result<Option<T>> {
+        match tokio::time::timeout(timeout, self.inner.next()).await {
+            Err(_) => Ok(None),
+            Ok(Some(Ok(item))) => Ok(Some(item)),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(TransportError::Closed("stream ended".into())),
+        }
     }
 }
 
-impl<T> Drop for Subscription<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+impl<T> Stream for Subscription<T> {
+    type Item = Result<T>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
     }
 }
 
-/// What a client asks of the delivery node. Blocking; implementations are shared across
-/// threads.
+/// What a client asks of the delivery node. Async (every method is a future that is `Send`);
+/// implementations are shared across tasks.
+#[async_trait::async_trait]
 pub trait Transport: Send + Sync {
-    fn publish_identity_update(&self, update: IdentityUpdate) -> Result<u64>;
+    async fn publish_identity_update(&self, update: IdentityUpdate) -> Result<u64>;
     /// Each inbox's log, in order (an unknown inbox has an empty log).
-    fn identity_logs(&self, inbox_ids: &[String]) -> Result<Vec<(String, Vec<IdentityUpdate>)>>;
-    fn upload_key_package(
+    async fn identity_logs(
+        &self,
+        inbox_ids: &[String],
+    ) -> Result<Vec<(String, Vec<IdentityUpdate>)>>;
+    async fn upload_key_package(
         &self,
         installation_id: &[u8],
         key_package: &[u8],
         last_resort: bool,
     ) -> Result<()>;
     /// One key package per installation, in request order (empty when it has none).
-    fn fetch_key_packages(&self, installation_ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>>;
+    async fn fetch_key_packages(&self, installation_ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>>;
     /// Stores messages in order, all or none; a commit that lost its epoch fails with
     /// [`TransportError::CommitConflict`].
-    fn send_group_messages(&self, messages: Vec<GroupMessageInput>) -> Result<Vec<u64>>;
-    fn query_group_messages(
+    async fn send_group_messages(&self, messages: Vec<GroupMessageInput>) -> Result<Vec<u64>>;
+    async fn query_group_messages(
         &self,
         group_id: &[u8],
         after: u64,
         limit: u32,
     ) -> Result<Page<GroupMessage>>;
-    fn send_welcomes(&self, welcomes: Vec<WelcomeInput>) -> Result<()>;
-    fn query_welcomes(
+    async fn send_welcomes(&self, welcomes: Vec<WelcomeInput>) -> Result<()>;
+    async fn query_welcomes(
         &self,
         installation_id: &[u8],
         after: u64,
         limit: u32,
     ) -> Result<Page<Welcome>>;
-    fn subscribe_group_messages(
+    async fn subscribe_group_messages(
         &self,
         group_ids: Vec<Vec<u8>>,
     ) -> Result<Subscription<GroupMessage>>;
-    fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>>;
+    async fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>>;
 }
 
-/// [`Transport`] over gRPC (tonic), blocking on a runtime of its own.
+/// [`Transport`] over gRPC (tonic). Calls run on the caller's tokio runtime.
+#[derive(Clone)]
 pub struct GrpcTransport {
-    runtime: tokio::runtime::Runtime,
     client: NodeClient<Channel>,
     url: String,
 }
@@ -183,7 +223,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 impl GrpcTransport {
     /// A transport to the node at `url` (`http://host:port`, or `https://host:port` verified
     /// against the public roots). Connects lazily: a dead node shows up as
-    /// [`TransportError::Unavailable`] on the first call, not here.
+    /// [`TransportError::Unavailable`] on the first call, not here. Must be called within a
+    /// tokio runtime (the connection's background task runs on it).
     pub fn connect(url: &str) -> Result<Self> {
         Self::connect_with_ca(url, None)
     }
@@ -198,12 +239,12 @@ impl GrpcTransport {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("it must start with http:// or https://".into()));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("ferry-transport")
-            .enable_all()
-            .build()
-            .map_err(|e| TransportError::Unavailable(format!("cannot start runtime: {e}")))?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(TransportError::Unavailable(format!(
+                "{url}: a node connection needs a tokio runtime (call from async code, or use \
+                 ferry_sdk::blocking)"
+            )));
+        }
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| invalid(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -218,12 +259,8 @@ impl GrpcTransport {
                 .tls_config(tls.timeout(CONNECT_TIMEOUT))
                 .map_err(|e| invalid(error_chain(&e)))?;
         }
-        let channel = {
-            let _guard = runtime.enter();
-            endpoint.connect_lazy()
-        };
+        let channel = endpoint.connect_lazy();
         Ok(GrpcTransport {
-            runtime,
             client: NodeClient::new(channel).max_decoding_message_size(8 << 20),
             url: url.to_string(),
         })
@@ -251,22 +288,20 @@ impl GrpcTransport {
         }
     }
 
-    fn call<T, F>(&self, f: impl FnOnce(NodeClient<Channel>) -> F) -> Result<T>
+    async fn call<T, F>(&self, f: impl FnOnce(NodeClient<Channel>) -> F) -> Result<T>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client.clone();
         let started = std::time::Instant::now();
-        let out = self.runtime.block_on(async move {
-            match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
-                Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
-                Err(_) => Err(TransportError::Unavailable(format!(
-                    "{}: no answer within {} s",
-                    self.url,
-                    CALL_TIMEOUT.as_secs()
-                ))),
-            }
-        });
+        let out = match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
+            Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
+            Err(_) => Err(TransportError::Unavailable(format!(
+                "{}: no answer within {} s",
+                self.url,
+                CALL_TIMEOUT.as_secs()
+            ))),
+        };
         tracing::trace!(
             call = std::any::type_name::<T>(),
             micros = started.elapsed().as_micros() as u64,
@@ -276,45 +311,37 @@ impl GrpcTransport {
         out
     }
 
-    fn subscribe<T: Send + 'static>(
+    async fn subscribe<T: Send + 'static>(
         &self,
         open: impl std::future::Future<
-                Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
-            > + Send
-            + 'static,
+            Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+        >,
     ) -> Result<Subscription<T>> {
-        let mut stream = self.runtime.block_on(async move {
-            match tokio::time::timeout(CALL_TIMEOUT, open).await {
-                Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
-                Err(_) => Err(TransportError::Unavailable(format!(
+        let stream = match tokio::time::timeout(CALL_TIMEOUT, open).await {
+            Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s))?,
+            Err(_) => {
+                return Err(TransportError::Unavailable(format!(
                     "{}: subscribe timed out",
                     self.url
-                ))),
+                )))
             }
-        })?;
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        self.runtime.spawn(async move {
-            loop {
-                // Wake up now and then to notice that the subscriber went away.
-                let next = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let item = match next {
-                    Err(_) => continue,
-                    Ok(Ok(Some(item))) => Ok(item),
-                    Ok(Ok(None)) => Err(TransportError::Closed("the node ended the stream".into())),
-                    Ok(Err(status)) => Err(TransportError::Closed(status.message().to_string())),
-                };
-                let end = item.is_err();
-                if tx.send(item).is_err() || end {
-                    break;
-                }
+        };
+        // Items, then one `Closed` error when the node ends the stream or it breaks.
+        let items = futures::stream::unfold(Some(stream), |state| async move {
+            let mut stream = state?;
+            match stream.message().await {
+                Ok(Some(item)) => Some((Ok(item), Some(stream))),
+                Ok(None) => Some((
+                    Err(TransportError::Closed("the node ended the stream".into())),
+                    None,
+                )),
+                Err(status) => Some((
+                    Err(TransportError::Closed(status.message().to_string())),
+                    None,
+                )),
             }
         });
-        Ok(Subscription { rx, stop })
+        Ok(Subscription::new(items))
     }
 }
 
@@ -348,30 +375,37 @@ fn chain_from(first: String, mut next: Option<&(dyn std::error::Error + 'static)
     out
 }
 
+#[async_trait::async_trait]
 impl Transport for GrpcTransport {
-    fn publish_identity_update(&self, update: IdentityUpdate) -> Result<u64> {
+    async fn publish_identity_update(&self, update: IdentityUpdate) -> Result<u64> {
         self.call(|mut c| async move {
             c.publish_identity_update(PublishIdentityUpdateRequest {
                 update: Some(update),
             })
             .await
         })
+        .await
         .map(|r| r.sequence)
     }
 
-    fn identity_logs(&self, inbox_ids: &[String]) -> Result<Vec<(String, Vec<IdentityUpdate>)>> {
+    async fn identity_logs(
+        &self,
+        inbox_ids: &[String],
+    ) -> Result<Vec<(String, Vec<IdentityUpdate>)>> {
         let inbox_ids = inbox_ids.to_vec();
-        let r = self.call(|mut c| async move {
-            c.get_identity_logs(GetIdentityLogsRequest { inbox_ids })
-                .await
-        })?;
+        let r = self
+            .call(|mut c| async move {
+                c.get_identity_logs(GetIdentityLogsRequest { inbox_ids })
+                    .await
+            })
+            .await?;
         Ok(r.logs
             .into_iter()
             .map(|l| (l.inbox_id, l.updates))
             .collect())
     }
 
-    fn upload_key_package(
+    async fn upload_key_package(
         &self,
         installation_id: &[u8],
         key_package: &[u8],
@@ -383,14 +417,17 @@ impl Transport for GrpcTransport {
             installation_id: installation_id.to_vec(),
         };
         self.call(|mut c| async move { c.upload_key_package(req).await })
+            .await
             .map(|_| ())
     }
 
-    fn fetch_key_packages(&self, installation_ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    async fn fetch_key_packages(&self, installation_ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let req = FetchKeyPackagesRequest {
             installation_ids: installation_ids.to_vec(),
         };
-        let r = self.call(|mut c| async move { c.fetch_key_packages(req).await })?;
+        let r = self
+            .call(|mut c| async move { c.fetch_key_packages(req).await })
+            .await?;
         // Answer in request order whatever order the node used.
         Ok(installation_ids
             .iter()
@@ -404,15 +441,16 @@ impl Transport for GrpcTransport {
             .collect())
     }
 
-    fn send_group_messages(&self, messages: Vec<GroupMessageInput>) -> Result<Vec<u64>> {
+    async fn send_group_messages(&self, messages: Vec<GroupMessageInput>) -> Result<Vec<u64>> {
         self.call(|mut c| async move {
             c.send_group_messages(SendGroupMessagesRequest { messages })
                 .await
         })
+        .await
         .map(|r| r.sequence_ids)
     }
 
-    fn query_group_messages(
+    async fn query_group_messages(
         &self,
         group_id: &[u8],
         after: u64,
@@ -423,19 +461,22 @@ impl Transport for GrpcTransport {
             after_sequence_id: after,
             limit,
         };
-        let r = self.call(|mut c| async move { c.query_group_messages(req).await })?;
+        let r = self
+            .call(|mut c| async move { c.query_group_messages(req).await })
+            .await?;
         Ok(Page {
             items: r.messages,
             cursor: r.cursor,
         })
     }
 
-    fn send_welcomes(&self, welcomes: Vec<WelcomeInput>) -> Result<()> {
+    async fn send_welcomes(&self, welcomes: Vec<WelcomeInput>) -> Result<()> {
         self.call(|mut c| async move { c.send_welcomes(SendWelcomesRequest { welcomes }).await })
+            .await
             .map(|_| ())
     }
 
-    fn query_welcomes(
+    async fn query_welcomes(
         &self,
         installation_id: &[u8],
         after: u64,
@@ -446,14 +487,16 @@ impl Transport for GrpcTransport {
             after_sequence_id: after,
             limit,
         };
-        let r = self.call(|mut c| async move { c.query_welcomes(req).await })?;
+        let r = self
+            .call(|mut c| async move { c.query_welcomes(req).await })
+            .await?;
         Ok(Page {
             items: r.welcomes,
             cursor: r.cursor,
         })
     }
 
-    fn subscribe_group_messages(
+    async fn subscribe_group_messages(
         &self,
         group_ids: Vec<Vec<u8>>,
     ) -> Result<Subscription<GroupMessage>> {
@@ -462,14 +505,49 @@ impl Transport for GrpcTransport {
             c.subscribe_group_messages(SubscribeGroupMessagesRequest { group_ids })
                 .await
         })
+        .await
     }
 
-    fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>> {
+    async fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>> {
         let mut c = self.client.clone();
         let installation_id = installation_id.to_vec();
         self.subscribe(async move {
             c.subscribe_welcomes(SubscribeWelcomesRequest { installation_id })
                 .await
         })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_errors_are_the_ones_a_later_try_may_fix() {
+        for status in [
+            tonic::Status::unavailable("down"),
+            tonic::Status::deadline_exceeded("slow"),
+            tonic::Status::aborted("epoch taken"),
+            tonic::Status::already_exists("sequence taken"),
+            tonic::Status::resource_exhausted("lagged"),
+        ] {
+            let e = TransportError::from(status);
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        assert!(TransportError::Closed("node stopped".into()).is_retryable());
+        for status in [
+            tonic::Status::invalid_argument("bad"),
+            tonic::Status::failed_precondition("revoked"),
+            tonic::Status::internal("storage failure"),
+        ] {
+            let e = TransportError::from(status);
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        let bad_url = TransportError::InvalidUrl {
+            url: "ftp://x".into(),
+            reason: "scheme".into(),
+        };
+        assert!(!bad_url.is_retryable());
     }
 }

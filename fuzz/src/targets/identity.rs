@@ -122,7 +122,9 @@ pub fn identity_log(data: &[u8]) {
 
     let account = Account::new(KeyPair::from_seed(&ACCOUNT_SEED));
     let inbox = account.inbox_id();
-    let first = account.create_inbox(created_at_ns);
+    let first = account
+        .create_inbox(created_at_ns)
+        .expect("an in-memory key signs");
     let mut state = InboxState::replay(&inbox, std::slice::from_ref(&first)).expect("create");
     let mut log = vec![first];
     // Installation public key -> revoked?
@@ -154,7 +156,9 @@ pub fn identity_log(data: &[u8]) {
                     unsigned,
                 };
                 // Ed25519 is deterministic: the crate's own writer must produce the same bytes.
-                let theirs = account.add_installation(&state, &KeyPair::from_seed(&seed), *at);
+                let theirs = account
+                    .add_installation(&state, &KeyPair::from_seed(&seed), *at)
+                    .expect("an in-memory key signs");
                 assert_eq!(
                     theirs, update,
                     "Account::add_installation differs from the spec"
@@ -181,7 +185,9 @@ pub fn identity_log(data: &[u8]) {
                     installation_signature: Vec::new(),
                     unsigned,
                 };
-                let theirs = account.revoke_installation(&state, &key, *at);
+                let theirs = account
+                    .revoke_installation(&state, &key, *at)
+                    .expect("an in-memory key signs");
                 assert_eq!(
                     theirs, update,
                     "Account::revoke_installation differs from the spec"

@@ -6,7 +6,7 @@
 use std::fmt::Debug;
 
 use ferry_proto::{archive, identity, message, node};
-use ferry_xmtp::proto as xmtp;
+use ferry_xmtp_archive::proto as xmtp;
 use prost::Message;
 
 /// Decodes `bytes` as `M`; a value that decodes must re-encode to bytes of `encoded_len()` that
@@ -33,15 +33,15 @@ fn check<M: Message + Default + PartialEq + Debug, const HAS_MAP: bool>(bytes: &
     );
 }
 
-/// `ferry_xmtp::decode_encoded_content` keeps the bytes verbatim unless they decode with a type id.
+/// `ferry_xmtp_archive::decode_encoded_content` keeps the bytes verbatim unless they decode with a type id.
 fn check_encoded_content(bytes: &[u8]) {
     check::<xmtp::EncodedContent, true>(bytes);
-    let got = ferry_xmtp::decode_encoded_content(bytes);
+    let got = ferry_xmtp_archive::decode_encoded_content(bytes);
     let want = xmtp::EncodedContent::decode(bytes)
         .ok()
         .filter(|c| c.r#type.as_ref().is_some_and(|t| !t.type_id.is_empty()));
     assert_eq!(got, want);
-    let _ = ferry_xmtp::looks_like_xmtp(bytes);
+    let _ = ferry_xmtp_archive::looks_like_xmtp(bytes);
 }
 
 macro_rules! entry {

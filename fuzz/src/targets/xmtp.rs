@@ -3,8 +3,8 @@
 //! model of the format (`xmtp_records`).
 
 use arbitrary::{Arbitrary, Unstructured};
-use ferry_xmtp::proto::{backup_element::Element as E, BackupElement};
-use ferry_xmtp::{XmtpError, XmtpMetadata, XmtpReader, XmtpRecord};
+use ferry_xmtp_archive::proto::{backup_element::Element as E, BackupElement};
+use ferry_xmtp_archive::{XmtpError, XmtpMetadata, XmtpReader, XmtpRecord};
 use prost::Message;
 
 use crate::gen::RecSpec;
@@ -36,7 +36,7 @@ fn read_all(data: &[u8]) -> Read {
         match r.next_record() {
             Ok(Some(rec)) => {
                 if let XmtpRecord::Message(m) = &rec {
-                    let _ = ferry_xmtp::decode_encoded_content(&m.decrypted_message_bytes);
+                    let _ = ferry_xmtp_archive::decode_encoded_content(&m.decrypted_message_bytes);
                 }
                 records.push(rec);
             }
@@ -73,8 +73,8 @@ fn read_all(data: &[u8]) -> Read {
 
 /// Arbitrary bytes as a libxmtp archive with the vector's key (32 zero bytes).
 pub fn xmtp_reader(data: &[u8]) {
-    let _ = ferry_xmtp::looks_like_xmtp(data);
-    let _ = ferry_xmtp::decode_encoded_content(data);
+    let _ = ferry_xmtp_archive::looks_like_xmtp(data);
+    let _ = ferry_xmtp_archive::decode_encoded_content(data);
     assert!(matches!(
         XmtpReader::open(data, &[0u8; 31]).err(),
         Some(XmtpError::KeyLength(31))

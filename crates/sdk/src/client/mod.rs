@@ -2,10 +2,10 @@
 //!
 //! A [`Client`] owns the installation's store (`<home>/ferry.db`: conversations, messages,
 //! consent and the MLS state in one SQLite file) and a [`Transport`] to the node. Its API is
-//! blocking; every call that changes MLS state runs in one immediate SQLite transaction that
-//! also holds the rows it produced and the node cursor it advanced, so a crash leaves either
-//! the whole step or none of it, and two processes on one folder take turns instead of
-//! corrupting each other's state.
+//! async (tokio; [`crate::blocking`] wraps it for callers without a runtime); every call that
+//! changes MLS state runs in one immediate SQLite transaction that also holds the rows it
+//! produced and the node cursor it advanced, so a crash leaves either the whole step or none
+//! of it, and two processes on one folder take turns instead of corrupting each other's state.
 //!
 //! Who is who: an inbox is controlled by an account key; each installation has its own
 //! Ed25519 key, which is also its MLS signature key and its installation id. Every MLS leaf
@@ -13,9 +13,10 @@
 //! against its inbox's identity log (fetched from the node, verified here) when a group is
 //! created, when members are added, when a welcome is processed and on every commit.
 
-mod backup;
+mod archive;
+mod archive_bytes;
 mod conversations;
-mod history;
+mod device_sync;
 mod identity;
 mod sync;
 mod worker;
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use ferry_identity::{Account, KeyPair};
 use ferry_mls::{Identity, Provider};
 use ferry_store::{
@@ -34,11 +34,14 @@ use ferry_store::{
 };
 use ferry_transport::{CaCerts, GrpcTransport, HistoryClient, Transport};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::UnboundedSender;
 use zeroize::Zeroizing;
 
-pub(crate) use backup::installation_signer;
+pub(crate) use archive::installation_signer;
 pub use conversations::{Group, GroupOptions, Member, MessageQuery};
-pub use history::{AvailableArchive, HistoryRequest, HmacKey, SyncOptions, HMAC_PERIOD_NS};
+pub use device_sync::{
+    ArchiveState, AvailableArchive, HistoryRequest, HmacKey, SyncOptions, HMAC_PERIOD_NS,
+};
 pub use identity::InboxInfo;
 pub use sync::SyncReport;
 pub use worker::Worker;
@@ -57,6 +60,9 @@ pub enum AccountKey {
     New,
     /// A new installation of the inbox this account key controls (its 32-byte secret seed).
     Existing(Zeroizing<[u8; 32]>),
+    /// A new installation of the inbox whose account key this signer keeps (a keystore, a
+    /// hardware token): the SDK only asks it to sign the installation's identity update.
+    Signer(Arc<dyn ferry_identity::AccountSigner>),
 }
 
 /// How to make a client.
@@ -72,12 +78,17 @@ pub struct ClientOptions {
     /// their own CA). Kept in the store (its absolute path) and used whenever the
     /// installation is opened.
     pub tls_ca: Option<PathBuf>,
+    /// A new inbox, or a new installation of an existing one.
     pub account: AccountKey,
+    /// How often, at most, sending checks the conversation's members for installations to add
+    /// or remove (default [`DEFAULT_SEND_CHECK_INTERVAL`]).
     pub send_check_interval: Duration,
+    /// How often, at most, syncing does the same (default [`DEFAULT_SYNC_CHECK_INTERVAL`]).
     pub sync_check_interval: Duration,
 }
 
 impl ClientOptions {
+    /// Options with history sync off, the public TLS roots and the default check intervals.
     pub fn new(home: impl Into<PathBuf>, node_url: impl Into<String>, account: AccountKey) -> Self {
         ClientOptions {
             home: home.into(),
@@ -93,6 +104,7 @@ impl ClientOptions {
 
 /// What [`Client::create`] made.
 pub struct Registration {
+    /// The new installation's client.
     pub client: Client,
     /// The new inbox's account key (32-byte secret seed) when [`AccountKey::New`] was asked
     /// for: keep it like a password; it is needed to add installations.
@@ -109,6 +121,13 @@ pub enum Event {
     /// A consent decision changed (made here, or on another installation of this inbox and
     /// applied from the sync group).
     Consent(ConsentRecord),
+    /// The inbox's HMAC secret changed (made here, rotated after a revocation, or received
+    /// from another installation): the HMAC keys of every conversation are new. The secret
+    /// itself is never in an event.
+    HmacKeyChanged {
+        /// The new secret's revision.
+        revision: u64,
+    },
     /// Device sync did something worth telling the person (answered a history request,
     /// imported history, added a new installation of this inbox to conversations).
     DeviceSync(DeviceSyncEvent),
@@ -120,26 +139,61 @@ pub enum Event {
 pub enum DeviceSyncEvent {
     /// This installation answered another installation's history request with an archive.
     RequestAnswered {
+        /// The request's pin.
         pin: String,
-        /// The requesting installation (hex).
-        requester_installation_id: String,
+        /// The requesting installation.
+        requester_installation_id: crate::InstallationId,
+        /// Conversations in the archive sent.
         conversations: u64,
+        /// Messages in the archive sent.
         messages: u64,
     },
     /// History from another installation of this inbox was imported here.
     HistoryImported {
+        /// The request's pin.
         pin: String,
-        report: crate::backup::ImportReport,
+        /// What the import did.
+        report: crate::archive::ImportReport,
     },
     /// New installations of this inbox were added to this many conversations.
     InstallationsAdded {
-        /// The new installations (hex).
-        installations: Vec<String>,
+        /// The new installations.
+        installations: Vec<crate::InstallationId>,
+        /// How many conversations they were added to.
         conversations: u64,
     },
 }
 
+/// Events of one kind as a [`futures::Stream`] (see [`Client::stream`]). It ends when the
+/// client closes; dropping it unsubscribes.
+pub struct EventStream<T> {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    pick: Box<dyn Fn(Event) -> Option<T> + Send + Sync>,
+}
+
+impl<T> futures::Stream for EventStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(e)) => {
+                    if let Some(item) = (self.pick)(e) {
+                        return std::task::Poll::Ready(Some(item));
+                    }
+                }
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
+}
+
 /// One installation's client. Cheap to clone; clones share the store and the node connection.
+/// `Send + Sync`: use it from any task of a multi-threaded tokio runtime.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -150,6 +204,9 @@ struct Inner {
     transport: Arc<dyn Transport>,
     inbox_id: String,
     installation_id: [u8; 32],
+    /// The same two, typed, for the API.
+    inbox: crate::InboxId,
+    installation: crate::InstallationId,
     node_url: String,
     /// Changeable while the client is shared ([`Client::set_history_sync_url`]).
     history_sync_url: RwLock<String>,
@@ -160,9 +217,12 @@ struct Inner {
     sync_check_ms: AtomicU64,
     /// Verified identity logs, by inbox.
     inboxes: Mutex<HashMap<String, ferry_identity::InboxState>>,
-    subscribers: Mutex<Vec<Sender<Event>>>,
-    /// Held while sync-group messages are handled (one pass at a time per client).
-    history_lock: Mutex<()>,
+    subscribers: Mutex<Vec<UnboundedSender<Event>>>,
+    /// Set by [`Client::close`]: streams have ended and no new ones start.
+    closed: std::sync::atomic::AtomicBool,
+    /// Held while sync-group messages are handled (one pass at a time per client; held over
+    /// network calls, so an async lock).
+    history_lock: tokio::sync::Mutex<()>,
     /// Held from applying a group message to reporting it, so streams see messages in the
     /// order they were applied (the node's) even when two threads sync at once.
     apply_lock: Mutex<()>,
@@ -179,6 +239,8 @@ const S_SEND_CHECK_MS: &str = "client.send_check_interval_ms";
 const S_SYNC_CHECK_MS: &str = "client.sync_check_interval_ms";
 /// This inbox's installations as last seen (hex, comma-separated).
 pub(crate) const S_KNOWN_OWN: &str = "client.known_own_installations";
+/// How many revoked installations this inbox's log held when this installation last looked.
+pub(crate) const S_REVOCATIONS_SEEN: &str = "client.revocations_seen";
 
 /// The store file in a data folder.
 pub fn store_path(home: &Path) -> PathBuf {
@@ -202,7 +264,25 @@ pub(crate) fn parse_credential(c: &[u8]) -> Option<(String, [u8; 32])> {
     Some((inbox.to_string(), inst))
 }
 
-/// A message's id: the same on every installation, derived from what the node stores.
+/// An application message's id: the same on every installation, derived from the group, the
+/// sending installation and the plaintext envelope (which carries a random idempotency key), so
+/// a copy encrypted again in a later epoch keeps it.
+pub fn application_message_id(
+    group_id: &[u8],
+    sender_installation: &[u8; 32],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"ferry message id v2\0");
+    h.update((group_id.len() as u32).to_be_bytes());
+    h.update(group_id);
+    h.update(sender_installation);
+    h.update(plaintext);
+    h.finalize().to_vec()
+}
+
+/// The id of a commit (and the hash by which an installation knows its own MLS messages on
+/// the channel): derived from what the node stores.
 pub fn message_id(group_id: &[u8], data: &[u8]) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(b"ferry message id v1\0");
@@ -214,8 +294,41 @@ pub fn message_id(group_id: &[u8], data: &[u8]) -> Vec<u8> {
 
 impl Client {
     /// Registers a new installation (and, with [`AccountKey::New`], a new inbox) at the node
-    /// and sets up `options.home`. Fails if the folder already holds an installation.
-    pub fn create(options: ClientOptions) -> Result<Registration> {
+    /// and sets up `options.home`. Fails with [`Error::AlreadyRegistered`] if the folder already
+    /// holds an installation, and with a transport error if the node cannot be reached.
+    ///
+    /// ```
+    /// # include!("../../doctests/net.rs");
+    /// # #[tokio::main(flavor = "multi_thread")]
+    /// # async fn main() -> ferry_sdk::Result<()> {
+    /// # let net = Net::start();
+    /// # let (dir, node_url) = (net.dir(), net.node_url());
+    /// // `node_url` is a delivery node's address (`http://host:port`); each installation keeps
+    /// // its store in a folder of its own, here under `dir`.
+    /// use ferry_sdk::{AccountKey, Client, ClientOptions, Error};
+    ///
+    /// // A new inbox: its account key is returned once; keep it like a password.
+    /// let options = ClientOptions::new(dir.join("phone"), &node_url, AccountKey::New);
+    /// let registration = Client::create(options).await?;
+    /// let phone = registration.client;
+    /// let account_key = registration.account_key.expect("a new inbox's key");
+    ///
+    /// // Another installation of the same inbox, made with that key.
+    /// let existing = AccountKey::Existing(account_key);
+    /// let options = ClientOptions::new(dir.join("laptop"), &node_url, existing);
+    /// let laptop = Client::create(options).await?.client;
+    /// assert_eq!(laptop.inbox_id(), phone.inbox_id());
+    /// assert_ne!(laptop.installation_id(), phone.installation_id());
+    ///
+    /// // A folder holds one installation; later runs open it.
+    /// let again = ClientOptions::new(dir.join("phone"), &node_url, AccountKey::New);
+    /// assert!(matches!(Client::create(again).await, Err(Error::AlreadyRegistered(_))));
+    /// let reopened = Client::open(&dir.join("phone")).await?;
+    /// assert_eq!(reopened.installation_id(), phone.installation_id());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create(options: ClientOptions) -> Result<Registration> {
         std::fs::create_dir_all(&options.home).map_err(|e| Error::io(&options.home, e))?;
         let mut store = Store::open(store_path(&options.home))?;
         if store.setting(S_INSTALLATION)?.is_some() {
@@ -243,20 +356,24 @@ impl Client {
                 (Account::new(key), Some(seed))
             }
             AccountKey::Existing(seed) => (Account::new(KeyPair::from_seed(seed)), None),
+            AccountKey::Signer(signer) => (Account::with_signer(signer.clone()), None),
         };
         let inbox_id = account.inbox_id();
         if new_key.is_some() {
-            transport.publish_identity_update(account.create_inbox(crate::now_ns()))?;
+            transport
+                .publish_identity_update(account.create_inbox(crate::now_ns())?)
+                .await?;
         }
         let installation = KeyPair::generate();
         let installation_id = installation.public_key();
         // Append the add after the log's head; retry when another installation won the race.
         let mut attempts = 0;
         let known_own = loop {
-            let state = identity::fetch_verified(transport.as_ref(), &inbox_id)?
+            let state = identity::fetch_verified(transport.as_ref(), &inbox_id)
+                .await?
                 .ok_or_else(|| Error::UnknownInbox(inbox_id.clone()))?;
-            let update = account.add_installation(&state, &installation, crate::now_ns());
-            match transport.publish_identity_update(update) {
+            let update = account.add_installation(&state, &installation, crate::now_ns())?;
+            match transport.publish_identity_update(update).await {
                 Ok(_) => {
                     let mut known: Vec<String> = state
                         .active_installations()
@@ -273,7 +390,7 @@ impl Client {
             }
         };
 
-        {
+        let (last_resort, regular) = {
             let provider = Provider::new(store.conn());
             let identity = Identity::from_ed25519(
                 &provider,
@@ -281,11 +398,17 @@ impl Client {
                 &installation.seed(),
                 &installation_id,
             )?;
-            let last_resort = ferry_mls::generate_key_package(&provider, &identity, true)?;
-            let regular = ferry_mls::generate_key_package(&provider, &identity, false)?;
-            transport.upload_key_package(&installation_id, &last_resort, true)?;
-            transport.upload_key_package(&installation_id, &regular, false)?;
-        }
+            (
+                ferry_mls::generate_key_package(&provider, &identity, true)?,
+                ferry_mls::generate_key_package(&provider, &identity, false)?,
+            )
+        };
+        transport
+            .upload_key_package(&installation_id, &last_resort, true)
+            .await?;
+        transport
+            .upload_key_package(&installation_id, &regular, false)
+            .await?;
         store.set_setting(S_NODE, options.node_url.as_bytes())?;
         store.set_setting(S_HISTORY, options.history_sync_url.as_bytes())?;
         if let Some((_, path)) = &tls_ca {
@@ -312,7 +435,7 @@ impl Client {
         if new_key.is_some() {
             // A new inbox's first installation makes the inbox's HMAC secret; it reaches the
             // others when they join the sync group. Later installations receive it.
-            history::init_hmac_secret(&store)?;
+            device_sync::init_hmac_secret(&store)?;
         }
         // Last: its presence means "registered".
         store.set_setting(S_INSTALLATION, &installation_id)?;
@@ -321,7 +444,7 @@ impl Client {
         // answer when they next sync); failing to ask is no reason to fail registering.
         // (A new inbox's first installation has nobody to ask.)
         if !client.history_sync_url().is_empty() && new_key.is_none() {
-            if let Err(e) = client.sync_history() {
+            if let Err(e) = client.sync_history().await {
                 tracing::warn!(error = %e, "history request not sent yet; the next sync sends it");
                 client.want_history_request()?;
             }
@@ -334,17 +457,17 @@ impl Client {
 
     /// Opens the installation in `home`, connecting to the node it was registered with (and
     /// trusting the CA file it was registered with, if any).
-    pub fn open(home: &Path) -> Result<Client> {
-        Self::open_inner(home, None)
+    pub async fn open(home: &Path) -> Result<Client> {
+        Self::open_inner(home, None).await
     }
 
     /// Like [`open`](Self::open), trusting the CA certificate file `tls_ca` for this client
     /// instead of the one kept in the store (which stays as it is).
-    pub fn open_with_tls_ca(home: &Path, tls_ca: &Path) -> Result<Client> {
-        Self::open_inner(home, Some(tls_ca))
+    pub async fn open_with_tls_ca(home: &Path, tls_ca: &Path) -> Result<Client> {
+        Self::open_inner(home, Some(tls_ca)).await
     }
 
-    fn open_inner(home: &Path, tls_ca: Option<&Path>) -> Result<Client> {
+    async fn open_inner(home: &Path, tls_ca: Option<&Path>) -> Result<Client> {
         let path = store_path(home);
         if !path.exists() {
             return Err(Error::NotRegistered(home.to_path_buf()));
@@ -363,7 +486,7 @@ impl Client {
     }
 
     /// Opens the installation in `home` over a transport of the caller's.
-    pub fn open_with(home: &Path, transport: Arc<dyn Transport>) -> Result<Client> {
+    pub async fn open_with(home: &Path, transport: Arc<dyn Transport>) -> Result<Client> {
         let mut store = Store::open(store_path(home))?;
         ferry_mls::migrate(store.conn_mut())?;
         let tls_ca = stored_tls_ca(&store)?;
@@ -405,11 +528,14 @@ impl Client {
             ),
             store: Mutex::new(store),
             transport,
+            inbox: crate::InboxId::trusted(&inbox_id),
+            installation: crate::InstallationId::from(installation_id),
             inbox_id,
             installation_id,
             inboxes: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
-            history_lock: Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            history_lock: tokio::sync::Mutex::new(()),
             apply_lock: Mutex::new(()),
         };
         // The signature key must be there.
@@ -423,14 +549,18 @@ impl Client {
         Ok(client)
     }
 
-    pub fn inbox_id(&self) -> &str {
-        &self.inner.inbox_id
+    /// This installation's inbox id (64 hex digits; parse it into an
+    /// [`InboxId`](crate::InboxId) for the typed id).
+    pub fn inbox_id(&self) -> &crate::InboxId {
+        &self.inner.inbox
     }
 
-    pub fn installation_id(&self) -> &[u8; 32] {
-        &self.inner.installation_id
+    /// This installation's id: its 32-byte Ed25519 public key.
+    pub fn installation_id(&self) -> &crate::InstallationId {
+        &self.inner.installation
     }
 
+    /// The delivery node this installation was registered with.
     pub fn node_url(&self) -> &str {
         &self.inner.node_url
     }
@@ -472,6 +602,7 @@ impl Client {
         Ok(Store::open(&path)?.setting(S_INSTALLATION)?.is_some())
     }
 
+    /// The node connection.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.transport
     }
@@ -515,11 +646,18 @@ impl Client {
     /// The store, locked for this thread (reads; writes go through the client's methods).
     /// Drop the guard before calling other methods of the client, and take it once per
     /// expression: the lock is not reentrant.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.inner
             .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the store, locked for the call (white-box checks in tests and
+    /// benchmarks; not part of the API).
+    #[doc(hidden)]
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.store())
     }
 
     fn credential(&self) -> Vec<u8> {
@@ -533,20 +671,16 @@ impl Client {
 
     // ---- streams ------------------------------------------------------------------------
 
-    /// Every change from now on: messages stored and conversations that appear. Events come
-    /// from this client's own calls and from syncing (run a [`Worker`] to stay online).
-    pub fn stream(&self) -> Receiver<Event> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        self.inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
-        rx
+    /// Every change from now on: messages stored, conversations that appear, consent and
+    /// device sync events. Events come from this client's own calls and from syncing (run a
+    /// [`Worker`] to stay online). The stream ends when the client closes ([`Client::close`],
+    /// or every clone dropped).
+    pub fn stream(&self) -> EventStream<Event> {
+        self.stream_of(Some)
     }
 
     /// New messages in every conversation (the hidden sync conversation excluded).
-    pub fn stream_messages(&self) -> Receiver<Message> {
+    pub fn stream_messages(&self) -> EventStream<Message> {
         self.stream_of(|e| match e {
             Event::Message(m) => Some(m),
             _ => None,
@@ -554,7 +688,7 @@ impl Client {
     }
 
     /// New conversations (created here, joined from a welcome, or reactivated).
-    pub fn stream_conversations(&self) -> Receiver<Conversation> {
+    pub fn stream_conversations(&self) -> EventStream<Conversation> {
         self.stream_of(|e| match e {
             Event::Conversation(c) => Some(c),
             _ => None,
@@ -562,7 +696,7 @@ impl Client {
     }
 
     /// Consent changes, made here or on another installation of this inbox.
-    pub fn stream_consent(&self) -> Receiver<ConsentRecord> {
+    pub fn stream_consent(&self) -> EventStream<ConsentRecord> {
         self.stream_of(|e| match e {
             Event::Consent(c) => Some(c),
             _ => None,
@@ -570,26 +704,43 @@ impl Client {
     }
 
     /// What device sync does in the background (see [`DeviceSyncEvent`]).
-    pub fn stream_device_sync(&self) -> Receiver<DeviceSyncEvent> {
+    pub fn stream_device_sync(&self) -> EventStream<DeviceSyncEvent> {
         self.stream_of(|e| match e {
             Event::DeviceSync(d) => Some(d),
             _ => None,
         })
     }
 
-    /// The events `pick` keeps, on their own channel (fed by a thread that ends when the
-    /// receiver is dropped and the next event comes).
-    fn stream_of<T: Send + 'static>(&self, pick: fn(Event) -> Option<T>) -> Receiver<T> {
-        let events = self.stream();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for item in events.into_iter().filter_map(pick) {
-                if tx.send(item).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
+    /// The events `pick` keeps, as a stream.
+    pub(crate) fn stream_of<T>(
+        &self,
+        pick: impl Fn(Event) -> Option<T> + Send + Sync + 'static,
+    ) -> EventStream<T> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A closed client's streams end at once (the sender is dropped here).
+        if !self.inner.closed.load(Ordering::SeqCst) {
+            subs.push(tx);
+        }
+        EventStream {
+            rx,
+            pick: Box::new(pick),
+        }
+    }
+
+    /// Closes this client (and its clones): every stream ends. The store stays open for
+    /// calls that are still running; stop a [`Worker`] with [`Worker::stop`].
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn emit(&self, events: Vec<Event>) {
@@ -598,7 +749,7 @@ impl Client {
             .into_iter()
             .filter(|e| match e {
                 Event::Conversation(c) => c.kind != ConversationKind::Sync,
-                Event::Consent(_) | Event::DeviceSync(_) => true,
+                Event::Consent(_) | Event::DeviceSync(_) | Event::HmacKeyChanged { .. } => true,
                 Event::Message(m) => !matches!(
                     self.store().conversation(&m.conversation_id),
                     Ok(Some(c)) if c.kind == ConversationKind::Sync
@@ -621,7 +772,7 @@ impl Client {
     /// Records a consent decision now (it wins over older ones, also from archives) and sends
     /// it to this inbox's other installations over the sync group (at once if the node is
     /// reachable, else on the next sync: it waits in the store).
-    pub fn set_consent(
+    pub async fn set_consent(
         &self,
         entity_type: ConsentEntity,
         entity: &str,
@@ -651,10 +802,12 @@ impl Client {
             })?;
         }
         self.emit(vec![Event::Consent(record)]);
-        self.flush_or_log();
+        self.flush_or_log().await;
         Ok(())
     }
 
+    /// The consent state of one entity (a conversation id in hex, an inbox id, an address):
+    /// [`ConsentState::Unknown`] when nothing was decided.
     pub fn consent(&self, entity_type: ConsentEntity, entity: &str) -> Result<ConsentState> {
         Ok(self
             .store()
@@ -663,6 +816,16 @@ impl Client {
             .unwrap_or(ConsentState::Unknown))
     }
 
+    /// The consent record of one entity (its state and when it was decided), if any.
+    pub fn consent_record(
+        &self,
+        entity_type: ConsentEntity,
+        entity: &str,
+    ) -> Result<Option<ConsentRecord>> {
+        Ok(self.store().consent(entity_type, entity)?)
+    }
+
+    /// Every consent decision, with when it was made.
     pub fn consent_list(&self) -> Result<Vec<ConsentRecord>> {
         Ok(self.store().consent_list()?)
     }

@@ -2,19 +2,21 @@
 //! applied in one transaction with the cursor that says it was handled, so a crash midway
 //! neither loses nor repeats one.
 
+use std::collections::HashSet;
+
 use ferry_mls::{Processed, Provider};
 use ferry_proto::message::Envelope;
 use ferry_proto::node::{GroupMessage, Welcome};
-use ferry_store::{ConsentState, ConversationFilter, ConversationKind, DeliveryStatus, Membership};
+use ferry_store::{
+    ConsentState, ConversationFilter, ConversationKind, DeliveryStatus, Membership, SentMessage,
+};
 use prost::Message as _;
 use serde::Serialize;
 
 use super::conversations::{
     conversation_row, decode_welcome_record, describe_commit, envelope_message, membership_message,
-    pending_commit_key, pending_data_key, pending_welcome_key, send_outbox_prefix,
-    welcome_outbox_key,
 };
-use super::{message_id, parse_credential, Client, Event, S_KNOWN_OWN};
+use super::{application_message_id, message_id, parse_credential, Client, Event, S_KNOWN_OWN};
 use crate::{Error, Result};
 
 const PAGE: u32 = 200;
@@ -37,12 +39,8 @@ fn advance_cursor(store: &ferry_store::Store, topic: &str, seq: u64) -> Result<b
 
 /// A message of ours seen on the node: published, out of the send outbox.
 fn confirm_published(store: &ferry_store::Store, group_id: &[u8], id: &[u8]) -> Result<()> {
-    let suffix = format!("-{}", hex::encode(id));
-    for (key, _) in store.settings_with_prefix(&send_outbox_prefix(group_id))? {
-        if key.ends_with(&suffix) {
-            store.delete_setting(&key)?;
-            store.set_delivery_status(id, DeliveryStatus::Published)?;
-        }
+    if store.send_outbox_remove(group_id, id)? {
+        store.set_delivery_status(id, DeliveryStatus::Published)?;
     }
     Ok(())
 }
@@ -79,14 +77,15 @@ enum Outcome {
 
 impl Client {
     /// Joins the conversations whose welcomes wait on the node; returns how many.
-    pub fn sync_welcomes(&self) -> Result<u64> {
+    pub async fn sync_welcomes(&self) -> Result<u64> {
         let mut joined = 0;
         loop {
             let after = self.store().cursor(WELCOMES_TOPIC)? as u64;
-            let page =
-                self.inner
-                    .transport
-                    .query_welcomes(&self.inner.installation_id, after, PAGE)?;
+            let page = self
+                .inner
+                .transport
+                .query_welcomes(&self.inner.installation_id, after, PAGE)
+                .await?;
             // A node that answers with nothing new must not keep us here.
             let fresh: Vec<_> = page
                 .items
@@ -97,7 +96,7 @@ impl Client {
                 break;
             }
             for w in fresh {
-                if self.apply_welcome(&w)? {
+                if self.apply_welcome(&w).await? {
                     joined += 1;
                 }
             }
@@ -106,8 +105,8 @@ impl Client {
     }
 
     /// Joins from one welcome (if it is new), then catches the group up.
-    pub(crate) fn apply_welcome(&self, w: &Welcome) -> Result<bool> {
-        let outcome = {
+    pub(crate) async fn apply_welcome(&self, w: &Welcome) -> Result<bool> {
+        let step = |refreshed: &HashSet<String>| -> Result<Option<(Vec<u8>, Event)>> {
             let store = self.store();
             let provider = Provider::new(store.conn());
             let res = provider.transaction(|p| -> Result<Option<(Vec<u8>, Event)>> {
@@ -134,7 +133,7 @@ impl Client {
                 };
                 // Every leaf must be an installation its inbox's log holds (a revoked one
                 // still waiting for its removal commit is no reason to refuse the group).
-                self.verify_group(&group)?;
+                self.verify_group_cached(&group, refreshed)?;
                 let row = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
                 if row.kind == ConversationKind::Sync {
                     // A sync group holds this inbox's installations and nobody else's.
@@ -154,6 +153,12 @@ impl Client {
                     Some(old) => {
                         // A restored conversation comes back to life, history and all.
                         store.set_membership(&id, Membership::Active)?;
+                        // The group's channel is read again from its start with the new state:
+                        // a left group's cursor already passed the commits after this welcome
+                        // (the old state could not apply them), and skipping them would leave
+                        // this installation behind in the welcome's epoch for good. Older
+                        // messages fail their epoch check and stored ones are not stored twice.
+                        store.set_cursor(&group_topic(&id), 0)?;
                         if row.name != old.name || row.description != old.description {
                             store.set_conversation_metadata(
                                 &id,
@@ -175,44 +180,48 @@ impl Client {
                         .consent(ferry_store::ConsentEntity::Conversation, &hex::encode(&id))?
                         .is_none()
                 {
+                    // Dated when the conversation was created, as the creating installation
+                    // decided: any later decision of the inbox (a denial) wins over it.
                     store.set_consent(&ferry_store::ConsentRecord {
                         entity_type: ferry_store::ConsentEntity::Conversation,
                         entity: hex::encode(&id),
                         state: ferry_store::ConsentState::Allowed,
-                        updated_at_ns: crate::now_ns(),
+                        updated_at_ns: row.created_at_ns,
                     })?;
                 }
                 let c = store.conversation(&id)?.expect("just written");
                 Ok(Some((id, Event::Conversation(c))))
             });
             match res {
-                Ok(v) => v,
+                Ok(v) => Ok(v),
                 Err(Error::InvalidMember(reason)) => {
                     tracing::warn!(%reason, "welcome rejected: a member is not in its inbox's log");
                     advance_cursor(&store, WELCOMES_TOPIC, w.sequence_id)?;
-                    None
+                    Ok(None)
                 }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
             }
         };
+        let outcome = self.with_identities(step).await?;
         let Some((id, event)) = outcome else {
             return Ok(false);
         };
         self.emit(vec![event]);
-        self.sync_group(&id)?;
+        self.sync_group(&id).await?;
         Ok(true)
     }
 
     /// Applies everything the node has for one group after its cursor; returns how many
     /// messages were applied.
-    pub(crate) fn sync_group(&self, group_id: &[u8]) -> Result<u64> {
+    pub(crate) async fn sync_group(&self, group_id: &[u8]) -> Result<u64> {
         let mut applied = 0;
         loop {
             let after = self.store().cursor(&group_topic(group_id))? as u64;
             let page = self
                 .inner
                 .transport
-                .query_group_messages(group_id, after, PAGE)?;
+                .query_group_messages(group_id, after, PAGE)
+                .await?;
             let fresh: Vec<_> = page
                 .items
                 .into_iter()
@@ -222,38 +231,33 @@ impl Client {
                 break;
             }
             for m in &fresh {
-                if self.apply_group_message(group_id, m)? {
+                if self.apply_group_message(group_id, m).await? {
                     applied += 1;
                 }
             }
         }
-        self.flush_welcome_outbox(group_id)?;
-        self.publish_outbox(group_id)?;
+        self.flush_welcome_outbox(group_id).await?;
+        self.publish_outbox(group_id).await?;
         Ok(applied)
     }
 
     /// Publishes the messages waiting in a group's send outbox, oldest first; each leaves the
     /// outbox (and turns published) once the node took it. Returns how many went out.
-    pub(crate) fn publish_outbox(&self, group_id: &[u8]) -> Result<u64> {
-        let pending = self
-            .store()
-            .settings_with_prefix(&send_outbox_prefix(group_id))?;
+    pub(crate) async fn publish_outbox(&self, group_id: &[u8]) -> Result<u64> {
+        let pending = self.store().send_outbox(group_id)?;
         let mut sent = 0;
-        for (key, data) in pending {
-            let id = key
-                .rsplit('-')
-                .next()
-                .and_then(|h| hex::decode(h).ok())
-                .unwrap_or_default();
-            self.inner.transport.send_group_messages(vec![
-                ferry_proto::node::GroupMessageInput {
+        for entry in pending {
+            let (id, data) = (entry.message_id, entry.data);
+            self.inner
+                .transport
+                .send_group_messages(vec![ferry_proto::node::GroupMessageInput {
                     group_id: group_id.to_vec(),
                     data,
                     commit_epoch: None,
-                },
-            ])?;
+                }])
+                .await?;
             let store = self.store();
-            store.delete_setting(&key)?;
+            store.send_outbox_remove(group_id, &id)?;
             store.set_delivery_status(&id, DeliveryStatus::Published)?;
             sent += 1;
         }
@@ -261,7 +265,23 @@ impl Client {
     }
 
     /// Applies one group message in one transaction with its cursor.
-    pub(crate) fn apply_group_message(&self, group_id: &[u8], m: &GroupMessage) -> Result<bool> {
+    pub(crate) async fn apply_group_message(
+        &self,
+        group_id: &[u8],
+        m: &GroupMessage,
+    ) -> Result<bool> {
+        self.with_identities(|refreshed| self.apply_group_message_step(group_id, m, refreshed))
+            .await
+    }
+
+    /// [`apply_group_message`](Self::apply_group_message) with the identity logs at hand
+    /// (fails with [`Error::IdentityMiss`] when one is missing, changing nothing).
+    fn apply_group_message_step(
+        &self,
+        group_id: &[u8],
+        m: &GroupMessage,
+        refreshed: &HashSet<String>,
+    ) -> Result<bool> {
         let _in_order = self
             .inner
             .apply_lock
@@ -279,8 +299,10 @@ impl Client {
             let Some(mut group) = ferry_mls::load_group(p, group_id)? else {
                 return Ok(Outcome::Skipped);
             };
-            let pending_key = pending_commit_key(group_id);
-            if store.setting(&pending_key)?.as_deref() == Some(id.as_slice()) {
+            if store
+                .pending_commit(group_id)?
+                .is_some_and(|c| c.commit_id == id)
+            {
                 let had = ferry_mls::has_pending_commit(&group);
                 let welcome = self.take_pending(&store, group_id)?;
                 if !had {
@@ -291,9 +313,15 @@ impl Client {
                 // for the installations it adds goes out once this commits.
                 ferry_mls::merge_pending_commit(&mut group, p)?;
                 if let Some(w) = welcome {
-                    store.set_setting(&welcome_outbox_key(group_id), &w)?;
+                    store.welcome_outbox_push(group_id, &w)?;
                 }
                 return self.record_own_commit(&store, &group, group_id, id, m.created_at_ns);
+            }
+            // One of our application messages: published, or (ordered after a commit it
+            // predates) to be sent again.
+            if let Some(sent) = store.sent_message_take(group_id, &id)? {
+                self.own_message_seen(&store, p, &mut group, group_id, sent)?;
+                return Ok(Outcome::Skipped);
             }
             let processed = match ferry_mls::process(&mut group, p, &m.data) {
                 Ok(x) => x,
@@ -313,6 +341,9 @@ impl Client {
                     let Some((inbox, inst)) = parse_credential(&sender) else {
                         return Ok(Outcome::Skipped);
                     };
+                    // The id hashes the plaintext: a copy sent again in a later epoch is the
+                    // same message.
+                    let id = application_message_id(group_id, &inst, &plaintext);
                     let Ok(env) = Envelope::decode(plaintext.as_slice()) else {
                         tracing::warn!("undecodable application message skipped");
                         return Ok(Outcome::Skipped);
@@ -342,8 +373,8 @@ impl Client {
                     ..
                 } => {
                     // Every leaf the commit adds must be an installation its inbox's log
-                    // holds now: otherwise the whole commit is refused (the transaction
-                    // rolls back) and every honest member refuses it alike.
+                    // holds (active, or revoked since): otherwise the whole commit is refused
+                    // (the transaction rolls back) and every honest member refuses it alike.
                     let keys = ferry_mls::member_keys(&group);
                     let sync_group = matches!(
                         store.conversation(group_id)?,
@@ -364,7 +395,10 @@ impl Client {
                             .find(|(c, _)| c == cred)
                             .map(|(_, k)| k.clone())
                             .unwrap_or_default();
-                        self.verify_leaf(cred, &key)?;
+                        if self.verify_added_leaf_cached(cred, &key, refreshed)? {
+                            // Added before its revocation: the member check removes it now.
+                            store.set_cursor(&super::conversations::chore_topic(group_id), 0)?;
+                        }
                     }
                     let (inbox, inst) = parse_credential(&committer).unwrap_or_default();
                     let msg = membership_message(
@@ -414,25 +448,70 @@ impl Client {
         })
     }
 
+    /// One of our application messages shown by the channel. Encrypted in the epoch it is in
+    /// now, it is published; encrypted before a commit the channel put ahead of it, the members
+    /// that commit added cannot read it, so it goes out again in the current epoch (same
+    /// plaintext, same id: those who read the first copy keep one).
+    fn own_message_seen(
+        &self,
+        store: &ferry_store::Store,
+        p: &Provider<'_>,
+        group: &mut ferry_mls::MlsGroup,
+        group_id: &[u8],
+        sent: SentMessage,
+    ) -> Result<()> {
+        // The copy the channel shows needs no publishing any more.
+        store.send_outbox_remove(group_id, &sent.message_id)?;
+        let now = ferry_mls::epoch(group);
+        let active = matches!(
+            store.conversation(group_id)?,
+            Some(c) if c.membership == Membership::Active
+        );
+        if sent.epoch >= now || !active {
+            store.set_delivery_status(&sent.message_id, DeliveryStatus::Published)?;
+            return Ok(());
+        }
+        let identity = self.mls_identity(p)?;
+        let data = match ferry_mls::encrypt(group, p, &identity, &sent.plaintext) {
+            Ok(d) => d,
+            Err(e) if is_local(&e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send a message again in the current epoch");
+                store.set_delivery_status(&sent.message_id, DeliveryStatus::Published)?;
+                return Ok(());
+            }
+        };
+        tracing::debug!(
+            from_epoch = sent.epoch,
+            to_epoch = now,
+            message = %hex::encode(&sent.message_id),
+            "own message ordered after a commit it predates: sending it again"
+        );
+        store.set_delivery_status(&sent.message_id, DeliveryStatus::Unpublished)?;
+        store.send_outbox_push(group_id, &sent.message_id, &data)?;
+        store.sent_message_put(
+            group_id,
+            &message_id(group_id, &data),
+            &SentMessage { epoch: now, ..sent },
+        )?;
+        Ok(())
+    }
+
     /// Forgets this installation's pending commit record; returns its welcome, if any.
     fn take_pending(&self, store: &ferry_store::Store, group_id: &[u8]) -> Result<Option<Vec<u8>>> {
-        let welcome = store.setting(&pending_welcome_key(group_id))?;
-        store.delete_setting(&pending_commit_key(group_id))?;
-        store.delete_setting(&pending_data_key(group_id))?;
-        store.delete_setting(&pending_welcome_key(group_id))?;
+        let welcome = store.take_pending_commit(group_id)?.and_then(|c| c.welcome);
         Ok(welcome)
     }
 
     /// Sends the welcome of a confirmed commit of ours, if one is waiting.
-    pub(crate) fn flush_welcome_outbox(&self, group_id: &[u8]) -> Result<()> {
-        let key = welcome_outbox_key(group_id);
-        let Some(record) = self.store().setting(&key)? else {
-            return Ok(());
-        };
-        if let Some((welcome, to)) = decode_welcome_record(&record) {
-            self.deliver_welcome(&welcome, &to)?;
+    pub(crate) async fn flush_welcome_outbox(&self, group_id: &[u8]) -> Result<()> {
+        let waiting = self.store().welcome_outbox(group_id)?;
+        for entry in waiting {
+            if let Some((welcome, to)) = decode_welcome_record(&entry.welcome) {
+                self.deliver_welcome(&welcome, &to).await?;
+            }
+            self.store().welcome_outbox_remove(entry.id)?;
         }
-        self.store().delete_setting(&key)?;
         Ok(())
     }
 
@@ -461,17 +540,17 @@ impl Client {
 
     /// Joins new conversations, then syncs every active one (member checks included when
     /// their interval has passed).
-    pub fn sync_all(&self) -> Result<SyncReport> {
+    pub async fn sync_all(&self) -> Result<SyncReport> {
         let mut report = SyncReport {
-            conversations_joined: self.sync_welcomes()?,
+            conversations_joined: self.sync_welcomes().await?,
             ..Default::default()
         };
         // History sync and preference updates travel over the inbox's sync group.
-        if let Err(e) = self.ensure_sync_group() {
+        if let Err(e) = self.ensure_sync_group().await {
             tracing::warn!(error = %e, "cannot set up the sync group yet");
         }
         // One sync group per inbox in the end, whatever new installations had to create.
-        if let Err(e) = self.converge_sync_groups() {
+        if let Err(e) = self.converge_sync_groups().await {
             tracing::warn!(error = %e, "sync groups not settled yet");
         }
         let conversations = self.store().conversations(&ConversationFilter {
@@ -485,7 +564,7 @@ impl Client {
             // The hidden sync group is synced like any other, but never counted: the report
             // speaks of the person's conversations.
             let shown = c.kind != ConversationKind::Sync;
-            match self.sync_group(&c.id) {
+            match self.sync_group(&c.id).await {
                 Ok(n) if shown => report.messages_processed += n,
                 Ok(_) => {}
                 Err(e @ Error::Transport(_)) => return Err(e),
@@ -497,22 +576,26 @@ impl Client {
             report.conversations_synced += shown as u64;
             if self.chore_due(&c.id, self.sync_check_interval())? {
                 // A member check that fails (say, a dead key package) must not stop the rest.
-                if let Err(e) = self.group_handle(c.id.clone()).add_missing_installations() {
+                if let Err(e) = self
+                    .group_handle(c.id.clone())
+                    .add_missing_installations()
+                    .await
+                {
                     tracing::warn!(conversation = %hex::encode(&c.id), error = %e, "member check failed");
                 }
             }
         }
-        match self.add_new_own_installations() {
+        match self.add_new_own_installations().await {
             Ok(n) => report.installations_added_to += n,
             Err(e) => tracing::warn!(error = %e, "adding new own installations failed"),
         }
         // A rotation or a history request a crash or a dead node left undone.
-        self.resume_history_chores();
+        self.resume_history_chores().await;
         // Preference updates made while the node was away go out now.
-        if let Err(e) = self.flush_preference_outbox() {
+        if let Err(e) = self.flush_preference_outbox().await {
             tracing::warn!(error = %e, "preference updates not sent yet");
         }
-        match self.process_sync_messages() {
+        match self.process_sync_messages().await {
             Ok(n) => report.history_imported += n,
             Err(e) => tracing::warn!(error = %e, "history sync step failed"),
         }
@@ -523,11 +606,16 @@ impl Client {
     /// every conversation active here in the last 90 days whose consent is not denied, without
     /// waiting for a send or the sync interval (a new device gets its conversations at once).
     /// Returns in how many conversations it ran the member check.
-    pub fn add_new_own_installations(&self) -> Result<u64> {
+    pub async fn add_new_own_installations(&self) -> Result<u64> {
         let me = self.inner.inbox_id.clone();
-        let Some(state) = self.refresh_inboxes(std::slice::from_ref(&me))?.remove(&me) else {
+        let Some(state) = self
+            .refresh_inboxes(std::slice::from_ref(&me))
+            .await?
+            .remove(&me)
+        else {
             return Ok(0);
         };
+        self.note_revocations(&state, false)?;
         let active: Vec<String> = state
             .active_installations()
             .iter()
@@ -563,7 +651,11 @@ impl Client {
                 if !recent || self.conversation_consent(&c)? == ConsentState::Denied {
                     continue;
                 }
-                match self.group_handle(c.id.clone()).add_missing_installations() {
+                match self
+                    .group_handle(c.id.clone())
+                    .add_missing_installations()
+                    .await
+                {
                     // Counted for the person's conversations, not the hidden sync group.
                     Ok(()) => checked += (c.kind != ConversationKind::Sync) as u64,
                     Err(e) => {
@@ -575,11 +667,13 @@ impl Client {
             }
         }
         if known.is_some() && !new.is_empty() {
-            // The new installations are in the sync group now: they need the HMAC secret.
-            self.share_hmac_secret()?;
+            // The new installations are in the sync group now: they need the HMAC secret
+            // and the consent decisions made before they came.
+            self.share_hmac_secret().await?;
+            self.share_consent()?;
             self.emit(vec![Event::DeviceSync(
                 super::DeviceSyncEvent::InstallationsAdded {
-                    installations: new.iter().map(|s| s.to_string()).collect(),
+                    installations: new.iter().filter_map(|s| s.parse().ok()).collect(),
                     conversations: checked,
                 },
             )]);

@@ -1,39 +1,43 @@
-//! Staying online: a background thread that follows the node's streams and applies what they
+//! Staying online: a background task that follows the node's streams and applies what they
 //! bring, so [`Client::stream`] subscribers see messages and conversations as they arrive.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_store::ConversationFilter;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
 
 use super::Client;
 use crate::Result;
 
-/// The background sync of one client. Stops when dropped (or with [`Worker::stop`]).
+/// The background sync of one client: a task on the tokio runtime it was started from. Stops
+/// when dropped (or with [`Worker::stop`], which also waits for it to finish).
 pub struct Worker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    pub fn stop(mut self) {
-        self.halt();
+    /// Stops the worker and waits until it has stopped. It stops between steps: a message
+    /// being applied is applied whole (its store transaction) or not at all.
+    pub async fn stop(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
     }
 
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Whether the worker still runs.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.halt();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -45,17 +49,11 @@ impl Client {
     /// Starts following the node: new welcomes and messages of every active conversation
     /// are applied as the node pushes them, with a full sync at start, after a stream breaks
     /// and every few seconds as a safety net. Member checks run as in [`Client::sync_all`].
+    /// Must be called within a tokio runtime (the worker is a task on it).
     pub fn start_worker(&self) -> Worker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let client = self.clone();
-        let thread = std::thread::Builder::new()
-            .name("ferry-worker".into())
-            .spawn(move || client.worker_loop(&flag))
-            .expect("spawn the worker thread");
         Worker {
-            stop,
-            thread: Some(thread),
+            task: Some(tokio::spawn(async move { client.worker_loop().await })),
         }
     }
 
@@ -84,49 +82,50 @@ impl Client {
             .is_some_and(|c| c.kind == ferry_store::ConversationKind::Sync))
     }
 
-    fn worker_loop(&self, stop: &AtomicBool) {
-        while !stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.follow(stop) {
+    async fn worker_loop(&self) {
+        loop {
+            if let Err(e) = self.follow().await {
                 tracing::warn!(error = %e, "worker: node stream interrupted; retrying");
-                let until = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
     /// One subscription round: subscribe first, then catch up, then apply what streams in
     /// until the group set changes, a stream ends or the fallback period passes.
-    fn follow(&self, stop: &AtomicBool) -> Result<()> {
+    async fn follow(&self) -> Result<()> {
         let groups = self.active_group_ids(None)?;
         let t = &self.inner.transport;
-        let welcomes = t.subscribe_welcomes(&self.inner.installation_id)?;
-        let messages = t.subscribe_group_messages(groups.iter().cloned().collect())?;
-        self.sync_all()?;
+        let mut welcomes = t.subscribe_welcomes(&self.inner.installation_id).await?;
+        let mut messages = t
+            .subscribe_group_messages(groups.iter().cloned().collect())
+            .await?;
+        self.sync_all().await?;
         // Catching up joined (or left) conversations: subscribe again with them at once, or
         // their messages would wait for the fallback sync.
         if self.active_group_ids(None)? != groups {
             return Ok(());
         }
-        let deadline = Instant::now() + FALLBACK_SYNC;
-        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            crossbeam_channel::select! {
-                recv(welcomes.receiver()) -> w => {
-                    let w = w.map_err(|_| ferry_transport::TransportError::Closed("welcomes".into()))??;
-                    self.apply_welcome(&w)?;
+        let deadline = tokio::time::sleep(FALLBACK_SYNC);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return Ok(()),
+                w = welcomes.next() => {
+                    let w = w.ok_or_else(|| ferry_transport::TransportError::Closed("welcomes".into()))??;
+                    self.apply_welcome(&w).await?;
                     // A new conversation: resubscribe with it included.
                     if self.active_group_ids(None)? != groups {
                         return Ok(());
                     }
                 }
-                recv(messages.receiver()) -> m => {
-                    let m = m.map_err(|_| ferry_transport::TransportError::Closed("messages".into()))??;
+                m = messages.next() => {
+                    let m = m.ok_or_else(|| ferry_transport::TransportError::Closed("messages".into()))??;
                     // Apply in order: whatever came before it too.
-                    self.sync_group(&m.group_id)?;
+                    self.sync_group(&m.group_id).await?;
                     // The sync group: answer requests and import replies at once.
                     if self.is_sync_group(&m.group_id)? {
-                        if let Err(e) = self.process_sync_messages() {
+                        if let Err(e) = self.process_sync_messages().await {
                             tracing::warn!(error = %e, "history sync step failed");
                         }
                     }
@@ -135,9 +134,7 @@ impl Client {
                         return Ok(());
                     }
                 }
-                default(Duration::from_millis(100)) => {}
             }
         }
-        Ok(())
     }
 }

@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_history::{HistoryConfig, RunningHistoryServer};
+use ferry_history_server::{HistoryConfig, RunningHistoryServer};
 use ferry_node::{NodeConfig, RunningNode};
 use ferry_proto::message::{sync_payload, ContentTypeId, Envelope, SyncPayload};
+use ferry_sdk::blocking::{Client, Group};
 use ferry_sdk::store::MessageKind;
-use ferry_sdk::{AccountKey, Client, ClientOptions, Group, GroupOptions, MessageQuery};
+use ferry_sdk::{AccountKey, ClientOptions, GroupOptions, MessageQuery};
 use prost::Message as _;
 use zeroize::Zeroizing;
 
@@ -132,5 +133,6 @@ pub fn sync_envelope(kind: sync_payload::Kind) -> Envelope {
         sent_at_ns: ferry_sdk::now_ns(),
         reference_id: None,
         parameters: None,
+        idempotency_key: None,
     }
 }

@@ -1,12 +1,12 @@
 //! Test-only helpers: a small libxmtp archive *encoder* written from FORMAT.md (Ferry itself never
-//! writes this format), after crates/xmtp/tests/common. It seals records with RustCrypto's
+//! writes this format), after crates/xmtp-archive/tests/common. It seals records with RustCrypto's
 //! aes-gcm and compresses with zstd, as libxmtp does.
 #![allow(dead_code)]
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use ferry_proto::Message as _;
-use ferry_xmtp::proto::{self, backup_element::Element, BackupElement};
+use ferry_xmtp_archive::proto::{self, backup_element::Element, BackupElement};
 
 pub const VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

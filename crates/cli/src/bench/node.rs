@@ -1,0 +1,161 @@
+//! `ferry bench node`: the messaging path on loopback, end to end (real node, real clients,
+//! MLS, SQLite): how fast a group of installations sends and receives, and how long adding one
+//! new installation to many conversations takes.
+
+use std::time::{Duration, Instant};
+
+use ferry_sdk::blocking::Client;
+use ferry_sdk::{AccountKey, ClientOptions, GroupOptions};
+use serde::Serialize;
+
+use crate::output::anyhow_like::Result;
+use crate::output::print_json;
+
+#[derive(Serialize)]
+struct NodeBench {
+    installations: usize,
+    messages: u64,
+    /// Messages sent (encrypt, publish, store) per second by one sender.
+    send_per_second: f64,
+    /// Messages received (fetch, decrypt, store) per second by one receiving installation.
+    deliver_per_second: f64,
+    /// Messages delivered per second summed over all receiving installations (they sync one
+    /// after the other here, so this is one core's worth).
+    deliver_total_per_second: f64,
+    conversations: usize,
+    /// Seconds for an existing installation to add a new installation of its inbox to every
+    /// one of `conversations` conversations (commit + welcome each).
+    add_installation_seconds: f64,
+    /// Seconds for the new installation to join all of them (process the welcomes).
+    join_seconds: f64,
+    release_build: bool,
+}
+
+pub fn run(installations: usize, messages: u64, conversations: usize, json: bool) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-bench-node-")
+        .tempdir()?;
+    let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        db: Some(dir.path().join("node.db")),
+        ..Default::default()
+    })?;
+    let opts = |name: &str, account: AccountKey| {
+        let mut o = ClientOptions::new(dir.path().join(name), node.url(), account);
+        o.send_check_interval = Duration::from_secs(3600);
+        o.sync_check_interval = Duration::from_secs(3600);
+        o
+    };
+    let installations = installations.max(2);
+    // Five inboxes with two installations each (for 10): members are inboxes.
+    let mut clients: Vec<Client> = Vec::new();
+    let mut keys = Vec::new();
+    while clients.len() < installations {
+        let i = clients.len();
+        if i.is_multiple_of(2) {
+            let reg = Client::create(opts(&format!("c{i}"), AccountKey::New))?;
+            keys.push(reg.account_key.expect("new inbox"));
+            clients.push(reg.client);
+        } else {
+            let key = keys.last().expect("a key").clone();
+            clients.push(Client::create(opts(&format!("c{i}"), AccountKey::Existing(key)))?.client);
+        }
+    }
+    let inboxes: Vec<String> = keys
+        .iter()
+        .skip(1)
+        .map(|k| ferry_identity_inbox(k))
+        .collect();
+    let group = clients[0].create_group(&inboxes, GroupOptions::default())?;
+    for c in &clients[1..] {
+        c.sync_all()?;
+    }
+    let t = Instant::now();
+    for i in 0..messages {
+        group.send(&format!(
+            "benchmark message {i}: some words to make it a typical length"
+        ))?;
+    }
+    let send_s = t.elapsed().as_secs_f64();
+    let mut per_receiver = Vec::new();
+    let t_all = Instant::now();
+    for c in &clients[1..] {
+        let t = Instant::now();
+        let r = c.sync_all()?;
+        if r.messages_processed < messages {
+            return Err(format!(
+                "a receiver got {} of {messages} messages",
+                r.messages_processed
+            )
+            .into());
+        }
+        per_receiver.push(t.elapsed().as_secs_f64());
+    }
+    let total_s = t_all.elapsed().as_secs_f64();
+    per_receiver.sort_by(f64::total_cmp);
+    let median = per_receiver[per_receiver.len() / 2];
+
+    // Adding a new installation to many conversations.
+    let owner = &clients[0];
+    let mut convs = Vec::new();
+    for _ in 0..conversations {
+        // With two installations there is no other inbox: the groups are the owner's alone.
+        let peers = &inboxes[..inboxes.len().min(1)];
+        convs.push(owner.create_group(peers, GroupOptions::default())?);
+    }
+    let newcomer = Client::create(opts("newcomer", AccountKey::Existing(keys[0].clone())))?.client;
+    let t = Instant::now();
+    for g in &convs {
+        g.add_missing_installations()?;
+    }
+    let add_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let joined = newcomer.sync_welcomes()?;
+    let join_s = t.elapsed().as_secs_f64();
+    if joined < conversations as u64 {
+        return Err(format!("the new installation joined {joined} of {conversations}").into());
+    }
+    let out = NodeBench {
+        installations,
+        messages,
+        send_per_second: messages as f64 / send_s,
+        deliver_per_second: messages as f64 / median,
+        deliver_total_per_second: (messages as f64 * (installations - 1) as f64) / total_s,
+        conversations,
+        add_installation_seconds: add_s,
+        join_seconds: join_s,
+        release_build: !cfg!(debug_assertions),
+    };
+    node.stop();
+    if json {
+        print_json(&out)?;
+    } else {
+        println!(
+            "group of {} installations, {} messages",
+            out.installations, out.messages
+        );
+        println!(
+            "  send     {:>8.0} messages/s (one sender)",
+            out.send_per_second
+        );
+        println!(
+            "  deliver  {:>8.0} messages/s per receiving installation, {:.0}/s over all {}",
+            out.deliver_per_second,
+            out.deliver_total_per_second,
+            installations - 1
+        );
+        println!(
+            "  adding one new installation to {} conversations: {:.2} s (joining them: {:.2} s)",
+            out.conversations, out.add_installation_seconds, out.join_seconds
+        );
+        if !out.release_build {
+            println!("  (debug build: use --release for real figures)");
+        }
+    }
+    Ok(())
+}
+
+/// The inbox id an account key controls.
+fn ferry_identity_inbox(key: &[u8; 32]) -> String {
+    ferry_sdk::inbox_id_of_account_key(key)
+}

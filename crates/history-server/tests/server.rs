@@ -1,0 +1,542 @@
+//! The history server against real clients on loopback: the transport's `HistoryClient`
+//! for the normal paths, hand-written HTTP/1.1 over a `TcpStream` for the abusive ones.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use ferry_history_server::{HistoryConfig, HistoryServerError, RunningHistoryServer, ID_HEX_LEN};
+use ferry_transport::{HistoryClient, HistoryError};
+
+#[test]
+fn round_trip_of_a_few_megabytes() {
+    let f = Fixture::new(|_| {});
+    f.client.health().unwrap();
+    let data = pseudo_random(3 * 1024 * 1024 + 17, 1);
+    let url = f.upload(&data);
+    let id = id_of(&url);
+    assert_eq!(url, format!("{}/files/{id}", f.server.url()));
+    assert_eq!(id.len(), ID_HEX_LEN);
+    assert!(id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    // Exactly the payload, under its id, and no temp file.
+    assert_eq!(f.stored(), vec![id.to_string()]);
+
+    let back = f.download(&url).unwrap();
+    assert_eq!(sha256(&back), sha256(&data));
+
+    let response = raw_get(f.addr(), &format!("/files/{id}"));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        response.header("content-length"),
+        Some(data.len().to_string())
+    );
+    assert_eq!(sha256(&response.body), sha256(&data));
+    // Downloading does not delete by default.
+    assert_eq!(f.stored(), vec![id.to_string()]);
+}
+
+#[test]
+fn upload_reply_is_the_plain_text_id_with_facts_in_headers() {
+    let f = Fixture::new(|c| c.ttl = Duration::from_secs(600));
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let response = raw(
+        f.addr(),
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(response.status, 201);
+    // The body is the id alone, as XMTP's history server answers.
+    let id = String::from_utf8(response.body.clone()).unwrap();
+    assert_eq!(id.len(), ID_HEX_LEN, "{id:?}");
+    assert_eq!(response.header("x-ferry-bytes").as_deref(), Some("5"));
+    let expires: u64 = response
+        .header("x-ferry-expires-at-ns")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ttl = Duration::from_nanos(expires).saturating_sub(before);
+    assert!(
+        ttl >= Duration::from_secs(599) && ttl <= Duration::from_secs(602),
+        "{ttl:?}"
+    );
+    let back = f
+        .download(&format!("{}/files/{id}", f.server.url()))
+        .unwrap();
+    assert_eq!(back, b"hello");
+}
+
+#[test]
+fn oversize_uploads_are_refused_and_leave_nothing() {
+    let limit = 64 * 1024;
+    let f = Fixture::new(|c| c.max_bytes = limit);
+
+    // Exactly the limit is fine.
+    let url = f.upload(&pseudo_random(limit as usize, 2));
+    std::fs::remove_file(f.store.join(id_of(&url))).unwrap();
+
+    // Declared too large: refused before the body is sent (Expect: 100-continue).
+    let big = f.file("big", &pseudo_random(limit as usize + 1, 3));
+    assert!(matches!(
+        f.client.upload_file(&big),
+        Err(HistoryError::TooLarge)
+    ));
+    assert_eq!(f.stored(), Vec::<String>::new());
+
+    // A huge declared length is refused from the headers alone.
+    let response = raw(
+        f.addr(),
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1099511627776\r\n\r\n",
+    );
+    assert_eq!(response.status, 413);
+
+    // No declared length: the limit is enforced while streaming.
+    let mut stream = connect(f.addr());
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let chunk = pseudo_random(8 * 1024, 4);
+    for _ in 0..10 {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).unwrap();
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 413);
+    assert_eq!(f.stored(), Vec::<String>::new(), "not even a temp file");
+}
+
+#[test]
+fn empty_uploads_are_refused() {
+    let f = Fixture::new(|_| {});
+    let response = raw(
+        f.addr(),
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+    let response = raw(
+        f.addr(),
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+    let empty = f.file("empty", b"");
+    assert!(matches!(
+        f.client.upload_file(&empty),
+        Err(HistoryError::Rejected { status: 400, .. })
+    ));
+    assert_eq!(f.stored(), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_and_malformed_ids_are_not_found() {
+    let f = Fixture::new(|_| {});
+    let secret = b"outside the store";
+    f.file("secret", secret);
+    let url = f.upload(b"payload");
+    let id = id_of(&url).to_string();
+
+    assert!(matches!(
+        f.download(&format!("{}/files/{}", f.server.url(), random_hex())),
+        Err(HistoryError::NotFound)
+    ));
+
+    let temp_name = format!(".upload-{id}");
+    let targets = [
+        "/files/../../etc/passwd".to_string(),
+        "/files/..%2f..%2fetc%2fpasswd".to_string(),
+        "/files/%2e%2e%2f".to_string(),
+        "/files/%2e%2e%2fsecret".to_string(),
+        "/files/..%2fsecret".to_string(),
+        "/files/%2e%2e/secret".to_string(),
+        "/files/abc".to_string(),
+        format!("/files/{}", &id[1..]),
+        format!("/files/{id}0"),
+        format!("/files/{}", id.to_uppercase()),
+        format!("/files/{}", "g".repeat(ID_HEX_LEN)),
+        format!("/files/{}%00", &id[..ID_HEX_LEN - 1]),
+        format!("/files/%ff{}", &id[2..]),
+        format!("/files/{id}/x"),
+        format!("/files/{temp_name}"),
+        "/files/".to_string(),
+        "/files".to_string(),
+        "//".to_string(),
+        "/upload".to_string(),
+    ];
+    for target in &targets {
+        let response = raw_get(f.addr(), target);
+        assert!(
+            response.status == 404 || (target == "/upload" && response.status == 405),
+            "{target}: {}",
+            response.status
+        );
+        assert!(
+            !response
+                .body
+                .windows(secret.len())
+                .any(|w| w == secret.as_slice()),
+            "{target} leaked a file"
+        );
+    }
+    // Unknown and malformed look the same.
+    let unknown = raw_get(f.addr(), &format!("/files/{}", random_hex()));
+    let malformed = raw_get(f.addr(), "/files/%2e%2e%2f");
+    assert_eq!(unknown.body, malformed.body);
+    // The real one is still there and intact.
+    assert_eq!(f.download(&url).unwrap(), b"payload");
+}
+
+#[test]
+fn random_ids_never_hit() {
+    let f = Fixture::new(|c| c.requests_per_minute = 0);
+    for i in 0..3 {
+        f.upload(&pseudo_random(100, i));
+    }
+    let dest = f.root.path().join("probe");
+    for _ in 0..10_000 {
+        let url = format!("{}/files/{}", f.server.url(), random_hex());
+        match f.client.download_to(&url, &dest) {
+            Err(HistoryError::NotFound) => {}
+            other => panic!("probe {url}: {other:?}"),
+        }
+    }
+    assert!(!dest.exists());
+    // No partial downloads were left beside the destination either.
+    let leftovers: Vec<String> = entries(f.root.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".probe"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn expired_files_are_not_served_and_are_swept() {
+    let f = Fixture::new(|c| c.ttl = Duration::from_secs(1));
+    let served = f.upload(b"first");
+    let swept = f.upload(b"second");
+    let uploaded = Instant::now();
+    assert_eq!(f.download(&served).unwrap(), b"first");
+    assert_eq!(f.stored().len(), 2);
+
+    // Past the TTL nothing is served, swept or not.
+    while uploaded.elapsed() < Duration::from_millis(1100) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(f.download(&served), Err(HistoryError::NotFound)));
+    // The sweeper removes the other one without being asked.
+    assert!(
+        wait_for(Duration::from_secs(4), || f.stored().is_empty()),
+        "still stored: {:?}",
+        f.stored()
+    );
+    assert!(matches!(f.download(&swept), Err(HistoryError::NotFound)));
+}
+
+#[test]
+fn startup_removes_expired_files_and_leftover_uploads() {
+    let root = tempfile::tempdir().unwrap();
+    let store = root.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let old = store.join(random_hex());
+    let fresh_id = random_hex();
+    let leftover = store.join(format!(".upload-{}", random_hex()));
+    let unrelated = store.join("README");
+    for path in [&old, &store.join(&fresh_id), &leftover, &unrelated] {
+        std::fs::write(path, b"x").unwrap();
+    }
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+
+    let server = RunningHistoryServer::start(HistoryConfig {
+        dir: store.clone(),
+        ..HistoryConfig::default()
+    })
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(3), || entries(&store).len() == 2));
+    let mut expected = vec![fresh_id.clone(), "README".to_string()];
+    expected.sort();
+    assert_eq!(entries(&store), expected);
+    let client = HistoryClient::new(&server.url()).unwrap();
+    let dest = root.path().join("fresh");
+    client
+        .download_to(&format!("{}/files/{fresh_id}", server.url()), &dest)
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"x");
+    server.stop();
+}
+
+#[test]
+fn delete_after_download() {
+    let f = Fixture::new(|c| c.delete_after_download = true);
+    let data = pseudo_random(300_000, 5);
+    let url = f.upload(&data);
+    assert_eq!(sha256(&f.download(&url).unwrap()), sha256(&data));
+    assert!(
+        wait_for(Duration::from_secs(3), || f.stored().is_empty()),
+        "still stored: {:?}",
+        f.stored()
+    );
+    assert!(matches!(f.download(&url), Err(HistoryError::NotFound)));
+}
+
+#[test]
+fn parallel_uploads_and_downloads_stay_intact() {
+    // (All from one address: the per-client limit is off here; it has its own test.)
+    let f = Fixture::new(|c| c.requests_per_minute = 0);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..100u64)
+            .map(|i| {
+                let f = &f;
+                scope.spawn(move || {
+                    let data = pseudo_random(20_000 + i as usize * 1013, 100 + i);
+                    let url = f.upload(&data);
+                    let back = f.download(&url).unwrap();
+                    assert_eq!(sha256(&back), sha256(&data), "upload {i}");
+                    id_of(&url).to_string()
+                })
+            })
+            .collect();
+        let mut ids: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
+        assert_eq!(f.stored(), ids);
+    });
+}
+
+#[test]
+fn slow_uploads_are_cut_off() {
+    let f = Fixture::new(|c| c.idle_timeout = Duration::from_secs(1));
+
+    // Slow body: headers and a few bytes, then nothing.
+    let mut stream = connect(f.addr());
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabcdefghij",
+        )
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(2), || f
+            .stored()
+            .iter()
+            .any(|n| n.starts_with(".upload-"))),
+        "the upload should have started"
+    );
+    let start = Instant::now();
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 408);
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(f.stored(), Vec::<String>::new(), "partial upload removed");
+
+    // Slow headers: the connection is closed.
+    let mut stream = connect(f.addr());
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: te")
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut seen = Vec::new();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        seen.is_empty() || seen.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+
+    // The server is still fine.
+    assert_eq!(f.download(&f.upload(b"after")).unwrap(), b"after");
+}
+
+#[test]
+fn many_slow_uploads_at_once_do_not_exhaust_the_server() {
+    let f = Fixture::new(|c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.requests_per_minute = 0;
+    });
+    // Fifty connections that start an upload and then stall.
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = connect(f.addr());
+            s.write_all(
+                b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile an honest client is served at once.
+    let start = Instant::now();
+    assert_eq!(f.download(&f.upload(b"honest")).unwrap(), b"honest");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    // Every stalled one is cut off, and nothing of theirs stays on disk.
+    for s in &mut stalled {
+        assert_eq!(read_response(s).status, 408);
+    }
+    assert!(
+        wait_for(Duration::from_secs(3), || f.stored().len() == 1),
+        "{:?}",
+        f.stored()
+    );
+}
+
+#[test]
+fn rate_limit_answers_429() {
+    let f = Fixture::new(|c| c.requests_per_minute = 5);
+    let url = f.upload(b"limited");
+    for _ in 0..4 {
+        assert_eq!(f.download(&url).unwrap(), b"limited");
+    }
+    match f.download(&url) {
+        Err(HistoryError::Rejected { status: 429, .. }) => {}
+        other => panic!("expected 429, got {other:?}"),
+    }
+    let response = raw_get(f.addr(), &format!("/files/{}", id_of(&url)));
+    assert_eq!(response.status, 429);
+    let retry: u64 = response.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "{retry}");
+    let other = f.file("other", b"x");
+    assert!(matches!(
+        f.client.upload_file(&other),
+        Err(HistoryError::Rejected { status: 429, .. })
+    ));
+    // Health checks are not limited.
+    f.client.health().unwrap();
+}
+
+#[test]
+fn downloads_over_the_client_limit_are_refused() {
+    let f = Fixture::new(|_| {});
+    let url = f.upload(&pseudo_random(10_000, 6));
+    let small = f.client.clone().with_max_download(9_999);
+    let dest = f.root.path().join("limited");
+    assert!(matches!(
+        small.download_to(&url, &dest),
+        Err(HistoryError::TooLarge)
+    ));
+    assert!(!dest.exists());
+    let exact = f.client.clone().with_max_download(10_000);
+    assert_eq!(exact.download_to(&url, &dest).unwrap(), 10_000);
+}
+
+#[test]
+fn downloads_from_another_host_are_refused() {
+    let a = Fixture::new(|_| {});
+    let b = Fixture::new(|_| {});
+    let url = b.upload(b"elsewhere");
+    let dest = a.root.path().join("foreign");
+    assert!(matches!(
+        a.client.download_to(&url, &dest),
+        Err(HistoryError::ForeignHost(_))
+    ));
+    assert!(!dest.exists());
+}
+
+#[test]
+fn stop_is_prompt() {
+    let f = Fixture::new(|_| {});
+    let url = f.upload(b"kept");
+    // An idle keep-alive connection and a stalled upload must not hold the server.
+    let mut idle = connect(f.addr());
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle).status, 200);
+    let mut stalled = connect(f.addr());
+    stalled
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nabc")
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(2), || f
+        .stored()
+        .iter()
+        .any(|n| n.starts_with(".upload-"))));
+
+    let Fixture {
+        server,
+        client,
+        store,
+        root: _root,
+    } = f;
+    let start = Instant::now();
+    server.stop();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert!(matches!(client.health(), Err(HistoryError::Unavailable(_))));
+    // The stalled upload was dropped with its partial file; the payload stays.
+    assert_eq!(entries(&store), vec![id_of(&url).to_string()]);
+}
+
+#[test]
+fn start_errors_name_the_problem() {
+    let root = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        RunningHistoryServer::start(HistoryConfig::default()),
+        Err(HistoryServerError::MissingDir)
+    ));
+
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let err = RunningHistoryServer::start(HistoryConfig {
+        dir: file.clone(),
+        ..HistoryConfig::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, HistoryServerError::Storage { .. }), "{err}");
+    assert!(err.to_string().contains(&file.display().to_string()));
+
+    let err = RunningHistoryServer::start(HistoryConfig {
+        dir: root.path().join("store"),
+        listen: "256.0.0.1:1".to_string(),
+        ..HistoryConfig::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, HistoryServerError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains("256.0.0.1:1"));
+
+    let err = RunningHistoryServer::start(HistoryConfig {
+        dir: root.path().join("store"),
+        ttl: Duration::ZERO,
+        ..HistoryConfig::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, HistoryServerError::InvalidConfig(_)), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_unavailable() {
+    let server = Fixture::new(|_| {});
+    let url = server.server.url();
+    drop(server);
+    let client = HistoryClient::new(&url)
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    assert!(matches!(client.health(), Err(HistoryError::Unavailable(_))));
+}
