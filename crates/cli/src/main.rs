@@ -118,6 +118,8 @@ enum Command {
         in_memory: bool,
         #[command(flatten)]
         tls: ServerTlsArgs,
+        #[command(flatten)]
+        limits: RateLimitArgs,
     },
     /// Run the history server (HTTP) until SIGINT/SIGTERM: it keeps encrypted history
     /// archives for a short time so a new installation can fetch what another uploaded.
@@ -235,8 +237,9 @@ fn main() {
             db,
             in_memory,
             tls,
+            limits,
         } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key)
-            .and_then(|tls| msg_cmd::node(listen, db, in_memory, tls)),
+            .and_then(|tls| msg_cmd::node(listen, db, in_memory, tls, limits.into())),
         Command::HistoryServer {
             listen,
             dir,
@@ -297,4 +300,42 @@ fn parse_cli() -> Cli {
     }
     let matches = command.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `ferry node`'s rate limits: token buckets per installation (and per IP address for calls
+/// without a signature). A call over its limit is answered RESOURCE_EXHAUSTED with a
+/// retry-after-ms hint, which Ferry clients wait out. 0 turns a limit off.
+#[derive(clap::Args, Debug)]
+struct RateLimitArgs {
+    /// Group messages and welcomes one installation may store per second.
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().writes_per_second)]
+    write_rate: u32,
+    /// How many of those at once (also the largest batch).
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().write_burst)]
+    write_burst: u32,
+    /// Other calls (queries, subscriptions, key packages) per installation per second.
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().reads_per_second)]
+    read_rate: u32,
+    /// How many of those at once.
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().read_burst)]
+    read_burst: u32,
+    /// Unsigned calls (identity updates and logs) per IP address per second.
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().anonymous_per_second)]
+    anonymous_rate: u32,
+    /// How many of those at once.
+    #[arg(long, default_value_t = ferry_node::RateLimits::default().anonymous_burst)]
+    anonymous_burst: u32,
+}
+
+impl From<RateLimitArgs> for ferry_node::RateLimits {
+    fn from(a: RateLimitArgs) -> Self {
+        ferry_node::RateLimits {
+            writes_per_second: a.write_rate,
+            write_burst: a.write_burst,
+            reads_per_second: a.read_rate,
+            read_burst: a.read_burst,
+            anonymous_per_second: a.anonymous_rate,
+            anonymous_burst: a.anonymous_burst,
+        }
+    }
 }

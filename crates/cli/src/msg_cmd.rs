@@ -481,6 +481,7 @@ pub fn node(
     db: Option<PathBuf>,
     in_memory: bool,
     tls: Option<ferry_node::ServerTls>,
+    limits: ferry_node::RateLimits,
 ) -> Result<()> {
     let db = match (db, in_memory) {
         (_, true) => None,
@@ -503,7 +504,15 @@ pub fn node(
         Some(p) => format!("data in {}", p.display()),
         None => "data in memory (lost when the node stops)".to_string(),
     };
-    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig { listen, db, tls })?;
+    let running = ferry_node::RunningNode::start(ferry_node::NodeConfig {
+        listen,
+        db,
+        tls,
+        access: ferry_node::AccessPolicy {
+            authenticate: true,
+            limits,
+        },
+    })?;
     serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }
 

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 
 pub use ferry_proto::identity as proto;
 
+pub mod request_auth;
+
 const ACCOUNT_CONTEXT: &[u8] = b"ferry identity v1 account\0";
 const INSTALLATION_CONTEXT: &[u8] = b"ferry identity v1 installation\0";
 const INBOX_ID_CONTEXT: &[u8] = b"ferry inbox v1\0";

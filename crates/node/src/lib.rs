@@ -21,6 +21,11 @@
 //! epoch" would let one misbehaving member freeze a group with a commit everyone rejects.
 //! `commit_epoch` is kept for operators. A batch of messages is stored all or nothing.
 //!
+//! **Access.** Calls are signed by the calling installation's key and checked against the
+//! identity logs; key packages are verified before they are stored; every installation and
+//! address has rate limits ([`AccessPolicy`]; the table of who may call what is in the
+//! `access` module's source and in docs/reliability.md).
+//!
 //! **What it never sees.** Message and welcome contents are MLS ciphertext; key packages are
 //! public. The node holds no keys and cannot read, forge or alter what it relays undetected.
 //!
@@ -30,6 +35,7 @@
 //! **TLS.** With [`NodeConfig::tls`] (a certificate chain and key, PEM files) the node serves
 //! gRPC over TLS (rustls, ALPN `h2`; see [`serve_tls`]) and clients use `https://` URLs.
 
+mod access;
 mod service;
 mod storage;
 
@@ -46,6 +52,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 
+pub use access::{AccessPolicy, RateLimits};
 pub use ferry_tls::{ServerTls, TlsError};
 
 pub use service::{
@@ -121,6 +128,8 @@ pub struct NodeConfig {
     /// Serve gRPC over TLS with this certificate chain and key (PEM files, read at start);
     /// `None` serves plain HTTP/2.
     pub tls: Option<ServerTls>,
+    /// Who may call what, and how often.
+    pub access: AccessPolicy,
 }
 
 impl Default for NodeConfig {
@@ -129,6 +138,7 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:0".to_string(),
             db: None,
             tls: None,
+            access: AccessPolicy::default(),
         }
     }
 }
@@ -140,6 +150,7 @@ impl Default for NodeConfig {
 pub async fn serve(
     listener: TcpListener,
     storage: Arc<dyn NodeStorage>,
+    policy: AccessPolicy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     // Small responses go out at once: without TCP_NODELAY, a response written in two parts
@@ -150,7 +161,7 @@ pub async fn serve(
         }
         conn
     });
-    serve_incoming(incoming, storage, shutdown).await
+    serve_incoming(incoming, storage, policy, shutdown).await
 }
 
 /// Like [`serve`], over TLS: each connection's handshake (bounded by
@@ -160,6 +171,7 @@ pub async fn serve_tls(
     listener: TcpListener,
     acceptor: ferry_tls::tokio_rustls::TlsAcceptor,
     storage: Arc<dyn NodeStorage>,
+    policy: AccessPolicy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let incoming = ferry_tls::incoming(
@@ -168,12 +180,13 @@ pub async fn serve_tls(
         ferry_tls::DEFAULT_HANDSHAKE_TIMEOUT,
         true,
     );
-    serve_incoming(incoming, storage, shutdown).await
+    serve_incoming(incoming, storage, policy, shutdown).await
 }
 
 async fn serve_incoming<I, IO, IE>(
     incoming: I,
     storage: Arc<dyn NodeStorage>,
+    policy: AccessPolicy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError>
 where
@@ -188,7 +201,7 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let svc = service::NodeService::new(storage, stop_rx);
+    let svc = service::NodeService::new(storage, policy, stop_rx);
     let (fired_tx, fired_rx) = oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -253,6 +266,7 @@ impl RunningNode {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let listen = config.listen;
+        let policy = config.access;
         let thread = std::thread::Builder::new()
             .name("ferry-node".to_string())
             .spawn(move || {
@@ -278,8 +292,10 @@ impl RunningNode {
                         let _ = stop_rx.await;
                     };
                     let served = match acceptor {
-                        Some(acceptor) => serve_tls(listener, acceptor, storage, shutdown).await,
-                        None => serve(listener, storage, shutdown).await,
+                        Some(acceptor) => {
+                            serve_tls(listener, acceptor, storage, policy, shutdown).await
+                        }
+                        None => serve(listener, storage, policy, shutdown).await,
                     };
                     if let Err(e) = served {
                         tracing::error!(error = %e, "node stopped with an error");

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::access::{self, AccessPolicy, Caller, Class, Limiter, Need};
 use crate::storage::{InstallationChange, NodeStorage, StorageError};
 
 /// Largest key package accepted.
@@ -45,17 +46,67 @@ pub(crate) struct NodeService {
     welcomes: broadcast::Sender<Arc<Welcome>>,
     /// Becomes true when the node shuts down; open streams end then.
     shutdown: watch::Receiver<bool>,
+    policy: AccessPolicy,
+    limiter: Limiter,
 }
 
 impl NodeService {
-    pub(crate) fn new(storage: Arc<dyn NodeStorage>, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        storage: Arc<dyn NodeStorage>,
+        policy: AccessPolicy,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         NodeService {
             storage,
             write_order: Arc::new(Mutex::new(())),
             group_messages: broadcast::channel(SUBSCRIBER_BUFFER).0,
             welcomes: broadcast::channel(SUBSCRIBER_BUFFER).0,
             shutdown,
+            limiter: Limiter::new(policy.limits),
+            policy,
         }
+    }
+
+    /// Checks who makes the call `method` (see [`crate::access`]) and takes `cost` from its
+    /// rate limit. `named` is the installation the request names, for calls only that
+    /// installation may make. A failed check also counts against the caller's address.
+    async fn authorize<T: Message>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        need: Need,
+        named: Option<&[u8]>,
+        class: Class,
+        cost: usize,
+    ) -> Result<Caller, Status> {
+        let mut caller = Caller {
+            installation: None,
+            addr: request.remote_addr().map(|a| a.ip()),
+        };
+        if self.policy.authenticate {
+            let checked = match access::signed_headers(request.metadata()) {
+                Ok(None) => Ok(None),
+                Ok(Some(headers)) => {
+                    let body = request.get_ref().encode_to_vec();
+                    self.blocking(move |storage| {
+                        access::check_signed(storage, &headers, method, &body, now_ns())
+                    })
+                    .await
+                    .map(Some)
+                }
+                Err(e) => Err(e),
+            };
+            match checked.and_then(|check| access::admit(check, need, named)) {
+                Ok(installation) => caller.installation = installation,
+                Err(refused) => {
+                    self.limiter.take(&caller, Class::Read, 1)?;
+                    tracing::debug!(method, code = ?refused.code(), "call refused");
+                    return Err(refused);
+                }
+            }
+        }
+        self.limiter.take(&caller, class, cost)?;
+        Ok(caller)
     }
 
     /// Runs a storage call on the blocking pool.
@@ -187,7 +238,7 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn storage_status(e: StorageError) -> Status {
+pub(crate) fn storage_status(e: StorageError) -> Status {
     match e {
         StorageError::SequenceTaken { .. } => Status::already_exists(e.to_string()),
         StorageError::InstallationTaken { .. } => Status::invalid_argument(e.to_string()),
@@ -241,6 +292,15 @@ impl Node for NodeService {
         &self,
         request: Request<PublishIdentityUpdateRequest>,
     ) -> Result<Response<PublishIdentityUpdateResponse>, Status> {
+        self.authorize(
+            &request,
+            "PublishIdentityUpdate",
+            Need::Anyone,
+            None,
+            Class::Write,
+            1,
+        )
+        .await?;
         let update = request
             .into_inner()
             .update
@@ -304,6 +364,15 @@ impl Node for NodeService {
         &self,
         request: Request<GetIdentityLogsRequest>,
     ) -> Result<Response<GetIdentityLogsResponse>, Status> {
+        self.authorize(
+            &request,
+            "GetIdentityLogs",
+            Need::Anyone,
+            None,
+            Class::Read,
+            1,
+        )
+        .await?;
         let inbox_ids = request.into_inner().inbox_ids;
         check_id_count(inbox_ids.len())?;
         self.blocking(move |storage| {
@@ -323,6 +392,16 @@ impl Node for NodeService {
         &self,
         request: Request<UploadKeyPackageRequest>,
     ) -> Result<Response<UploadKeyPackageResponse>, Status> {
+        let named = request.get_ref().installation_id.clone();
+        self.authorize(
+            &request,
+            "UploadKeyPackage",
+            Need::Itself,
+            Some(&named),
+            Class::Read,
+            1,
+        )
+        .await?;
         let req = request.into_inner();
         if req.key_package.is_empty() {
             return Err(Status::invalid_argument("empty key package"));
@@ -331,6 +410,9 @@ impl Node for NodeService {
             return Err(Status::invalid_argument(format!(
                 "key package larger than {MAX_KEY_PACKAGE_BYTES} bytes"
             )));
+        }
+        if self.policy.authenticate {
+            access::verify_key_package(&req.key_package, &req.installation_id)?;
         }
         self.blocking(move |storage| {
             let record = storage
@@ -353,6 +435,15 @@ impl Node for NodeService {
         &self,
         request: Request<FetchKeyPackagesRequest>,
     ) -> Result<Response<FetchKeyPackagesResponse>, Status> {
+        self.authorize(
+            &request,
+            "FetchKeyPackages",
+            Need::Installation,
+            None,
+            Class::Read,
+            1,
+        )
+        .await?;
         let ids = request.into_inner().installation_ids;
         check_id_count(ids.len())?;
         self.blocking(move |storage| {
@@ -386,6 +477,16 @@ impl Node for NodeService {
         &self,
         request: Request<SendGroupMessagesRequest>,
     ) -> Result<Response<SendGroupMessagesResponse>, Status> {
+        let count = request.get_ref().messages.len();
+        self.authorize(
+            &request,
+            "SendGroupMessages",
+            Need::Installation,
+            None,
+            Class::Write,
+            count,
+        )
+        .await?;
         let messages = request.into_inner().messages;
         for m in &messages {
             if m.group_id.is_empty() {
@@ -405,6 +506,15 @@ impl Node for NodeService {
         &self,
         request: Request<QueryGroupMessagesRequest>,
     ) -> Result<Response<QueryGroupMessagesResponse>, Status> {
+        self.authorize(
+            &request,
+            "QueryGroupMessages",
+            Need::Installation,
+            None,
+            Class::Read,
+            1,
+        )
+        .await?;
         let req = request.into_inner();
         let limit = query_limit(req.limit);
         self.blocking(move |storage| {
@@ -429,6 +539,15 @@ impl Node for NodeService {
         &self,
         request: Request<SubscribeGroupMessagesRequest>,
     ) -> Result<Response<Self::SubscribeGroupMessagesStream>, Status> {
+        self.authorize(
+            &request,
+            "SubscribeGroupMessages",
+            Need::Installation,
+            None,
+            Class::Read,
+            1,
+        )
+        .await?;
         let groups: HashSet<Vec<u8>> = request.into_inner().group_ids.into_iter().collect();
         check_id_count(groups.len())?;
         let stream = self.subscribe(&self.group_messages, move |m: &GroupMessage| {
@@ -441,6 +560,16 @@ impl Node for NodeService {
         &self,
         request: Request<SendWelcomesRequest>,
     ) -> Result<Response<SendWelcomesResponse>, Status> {
+        let count = request.get_ref().welcomes.len();
+        self.authorize(
+            &request,
+            "SendWelcomes",
+            Need::Installation,
+            None,
+            Class::Write,
+            count,
+        )
+        .await?;
         let welcomes = request.into_inner().welcomes;
         for w in &welcomes {
             check_installation_id(&w.installation_id)?;
@@ -457,6 +586,16 @@ impl Node for NodeService {
         &self,
         request: Request<QueryWelcomesRequest>,
     ) -> Result<Response<QueryWelcomesResponse>, Status> {
+        let named = request.get_ref().installation_id.clone();
+        self.authorize(
+            &request,
+            "QueryWelcomes",
+            Need::Itself,
+            Some(&named),
+            Class::Read,
+            1,
+        )
+        .await?;
         let req = request.into_inner();
         check_installation_id(&req.installation_id)?;
         let limit = query_limit(req.limit);
@@ -479,6 +618,16 @@ impl Node for NodeService {
         &self,
         request: Request<SubscribeWelcomesRequest>,
     ) -> Result<Response<Self::SubscribeWelcomesStream>, Status> {
+        let named = request.get_ref().installation_id.clone();
+        self.authorize(
+            &request,
+            "SubscribeWelcomes",
+            Need::Itself,
+            Some(&named),
+            Class::Read,
+            1,
+        )
+        .await?;
         let installation_id = request.into_inner().installation_id;
         check_installation_id(&installation_id)?;
         let stream = self.subscribe(&self.welcomes, move |w: &Welcome| {

@@ -13,7 +13,7 @@ use prost::Message;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 /// The schema version this code writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE identity_updates (
@@ -53,6 +53,20 @@ CREATE TABLE welcomes (
 );
 CREATE INDEX welcomes_by_installation ON welcomes (installation_id, sequence_id);
 ";
+
+/// Version 2: the nonces of signed requests seen lately (replays are refused).
+const SCHEMA_2: &str = "
+CREATE TABLE request_nonces (
+    installation_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    seen_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (installation_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX request_nonces_by_age ON request_nonces (seen_at_ns);
+";
+
+/// How many remembered requests between two sweeps of the expired ones.
+const NONCE_SWEEP_EVERY: u64 = 1024;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -199,11 +213,29 @@ pub trait NodeStorage: Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> Result<Vec<Welcome>, StorageError>;
+
+    /// Remembers that the installation signed a request with `nonce` (at `now_ns`): false
+    /// when it was remembered already, i.e. the request is a replay. Entries seen before
+    /// `forget_before_ns` may be dropped (requests that old are refused by their timestamp).
+    fn remember_request(
+        &self,
+        installation_id: &[u8],
+        nonce: &[u8],
+        now_ns: i64,
+        forget_before_ns: i64,
+    ) -> Result<bool, StorageError>;
 }
 
 /// [`NodeStorage`] in one SQLite database (WAL mode), behind a mutex.
+///
+/// Request nonces go through a second connection to the same file that does not wait for the
+/// disk on commit (`synchronous = OFF`): a nonce only has to outlive the node process, which
+/// the operating system's cache guarantees, and the connection that stores messages keeps
+/// its full durability. (A database in memory uses its one connection for both.)
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
+    nonces: Option<Mutex<Connection>>,
+    remembered: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteStorage {
@@ -214,7 +246,19 @@ impl SqliteStorage {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::init(conn, path)
+        let mut storage = Self::init(conn, path)?;
+        let nonces = Connection::open(path)
+            .and_then(|c| {
+                c.busy_timeout(Duration::from_secs(5))?;
+                c.pragma_update(None, "synchronous", "OFF")?;
+                Ok(c)
+            })
+            .map_err(|source| StorageError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        storage.nonces = Some(Mutex::new(nonces));
+        Ok(storage)
     }
 
     /// A database that lives as long as this value (for tests and throwaway nodes).
@@ -243,24 +287,35 @@ impl SqliteStorage {
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA).map_err(open_err)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(open_err)?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(StorageError::UnsupportedVersion {
-                    path: path.to_path_buf(),
-                    found,
-                })
-            }
+        if version > SCHEMA_VERSION {
+            return Err(StorageError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            tx.execute_batch(SCHEMA).map_err(open_err)?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_2).map_err(open_err)?;
+        }
+        if version != SCHEMA_VERSION {
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
         }
         tx.commit().map_err(open_err)?;
         Ok(SqliteStorage {
             conn: Mutex::new(conn),
+            nonces: None,
+            remembered: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn nonce_conn(&self) -> MutexGuard<'_, Connection> {
+        match &self.nonces {
+            Some(c) => c.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -280,6 +335,30 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 }
 
 impl NodeStorage for SqliteStorage {
+    fn remember_request(
+        &self,
+        installation_id: &[u8],
+        nonce: &[u8],
+        now_ns: i64,
+        forget_before_ns: i64,
+    ) -> Result<bool, StorageError> {
+        let conn = self.nonce_conn();
+        let n = self
+            .remembered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n.is_multiple_of(NONCE_SWEEP_EVERY) {
+            conn.prepare_cached("DELETE FROM request_nonces WHERE seen_at_ns < ?1")?
+                .execute([forget_before_ns])?;
+        }
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO request_nonces (installation_id, nonce, seen_at_ns)
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![installation_id, nonce, now_ns])?;
+        Ok(inserted == 1)
+    }
+
     fn identity_log(&self, inbox_id: &str) -> Result<Vec<IdentityUpdate>, StorageError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -593,5 +672,46 @@ mod tests {
             matches!(err, StorageError::UnsupportedVersion { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO group_messages (group_id, created_at_ns, data) VALUES (x'01', 1, x'02')",
+                [],
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::open(&path).unwrap();
+        assert_eq!(storage.query_group_messages(&[1], 0, 10).unwrap().len(), 1);
+        assert!(storage.remember_request(&[9; 32], &[1; 16], 10, 0).unwrap());
+    }
+
+    #[test]
+    fn a_request_nonce_is_accepted_once_and_forgotten_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        for storage in [
+            SqliteStorage::in_memory().unwrap(),
+            SqliteStorage::open(dir.path().join("n.db")).unwrap(),
+        ] {
+            let (a, b) = ([1u8; 32], [2u8; 32]);
+            assert!(storage.remember_request(&a, &[7; 16], 100, 0).unwrap());
+            assert!(!storage.remember_request(&a, &[7; 16], 101, 0).unwrap());
+            // The same nonce from another installation is another request.
+            assert!(storage.remember_request(&b, &[7; 16], 102, 0).unwrap());
+            // Sweeps drop what is older than the window; the next sweep runs after
+            // NONCE_SWEEP_EVERY requests.
+            for i in 0..NONCE_SWEEP_EVERY {
+                let nonce = i.to_be_bytes();
+                assert!(storage.remember_request(&b, &nonce, 200, 150).unwrap());
+            }
+            assert!(storage.remember_request(&a, &[7; 16], 300, 150).unwrap());
+        }
     }
 }

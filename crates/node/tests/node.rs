@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry_identity::{Account, InboxState, KeyPair};
-use ferry_node::{NodeConfig, NodeError, RunningNode, StorageError};
+use ferry_node::{AccessPolicy, NodeConfig, NodeError, RunningNode, StorageError};
 use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::node_client::NodeClient;
 use ferry_proto::node::*;
@@ -13,11 +13,15 @@ use ferry_proto::tonic::{Code, Status, Streaming};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A node that serves unsigned calls: these tests are about storage, ordering and relaying
+/// and drive the API with made-up key packages and messages; access control (signatures,
+/// key-package checks, rate limits) has its own suite, tests/access.rs.
 async fn start(db: Option<PathBuf>) -> RunningNode {
     tokio::task::spawn_blocking(move || {
         RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
             db,
+            access: AccessPolicy::open(),
             ..Default::default()
         })
         .expect("node starts")

@@ -183,7 +183,9 @@ impl Error {
 
     /// A short, stable name for what went wrong, for programs and language bindings to match
     /// on (the Node.js SDK sets it as the JS error's `code`): `GROUP_INACTIVE`, `WRONG_KEY`,
-    /// `ARCHIVE_DAMAGED`, `ARCHIVE_UNSUPPORTED_VERSION`, `NODE_UNREACHABLE`, ... Codes are
+    /// `ARCHIVE_DAMAGED`, `ARCHIVE_UNSUPPORTED_VERSION`, `NODE_UNREACHABLE`,
+    /// `INSTALLATION_REVOKED` (the node refuses this installation), `RATE_LIMITED` (the node's
+    /// limit, still reached after waiting as it asked), ... Codes are
     /// never renamed; new ones may be added. The message ([`std::fmt::Display`]) says more.
     ///
     /// ```
@@ -222,6 +224,9 @@ impl Error {
                 T::InvalidUrl { .. } => "INVALID_ARGUMENT",
                 T::Unavailable(_) | T::Closed(_) => "NODE_UNREACHABLE",
                 T::CommitConflict(_) | T::IdentityConflict(_) => "CONFLICT",
+                T::Revoked(_) => "INSTALLATION_REVOKED",
+                T::Rejected { code, .. } if code == "ResourceExhausted" => "RATE_LIMITED",
+                T::Rejected { code, .. } if code == "Unauthenticated" => "UNAUTHENTICATED",
                 _ => "NODE_REJECTED",
             },
             Error::CommitRetriesExhausted => "CONFLICT",
@@ -365,6 +370,24 @@ mod tests {
                 "CONVERSATION_NOT_FOUND",
             ),
             (Error::InvalidArgument("x".into()), "INVALID_ARGUMENT"),
+            (
+                Error::Transport(TransportError::Revoked("revoked".into())),
+                "INSTALLATION_REVOKED",
+            ),
+            (
+                Error::Transport(TransportError::Rejected {
+                    code: "ResourceExhausted".into(),
+                    message: "slow down".into(),
+                }),
+                "RATE_LIMITED",
+            ),
+            (
+                Error::Transport(TransportError::Rejected {
+                    code: "Unauthenticated".into(),
+                    message: "unsigned".into(),
+                }),
+                "UNAUTHENTICATED",
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(e.code(), code, "{e:?}");

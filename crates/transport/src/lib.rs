@@ -18,7 +18,10 @@
 //! [`TransportError::Unavailable`] naming the URL and what was wrong with the certificate.
 //! `http://` URLs stay plain.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use ferry_identity::request_auth;
 
 use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::node_client::NodeClient;
@@ -29,6 +32,7 @@ use ferry_proto::node::{
     SubscribeWelcomesRequest, UploadKeyPackageRequest, Welcome, WelcomeInput,
 };
 use futures::stream::{BoxStream, Stream, StreamExt};
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
@@ -73,6 +77,9 @@ pub enum TransportError {
     /// A subscription ended (the node stopped or the subscriber lagged behind).
     #[error("subscription closed: {0}")]
     Closed(String),
+    /// The node refuses this installation: it is revoked in its inbox's identity log.
+    #[error("the node refuses this installation: {0}")]
+    Revoked(String),
 }
 
 impl TransportError {
@@ -87,7 +94,7 @@ impl TransportError {
             | TransportError::CommitConflict(_)
             | TransportError::IdentityConflict(_) => true,
             TransportError::Rejected { code, .. } => code == "ResourceExhausted",
-            TransportError::InvalidUrl { .. } => false,
+            TransportError::InvalidUrl { .. } | TransportError::Revoked(_) => false,
         }
     }
 }
@@ -101,6 +108,9 @@ impl From<tonic::Status> for TransportError {
         match s.code() {
             Code::Aborted => TransportError::CommitConflict(message),
             Code::AlreadyExists => TransportError::IdentityConflict(message),
+            Code::PermissionDenied if message == request_auth::REVOKED => {
+                TransportError::Revoked(message)
+            }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 TransportError::Unavailable(if message.is_empty() {
                     format!("{:?}", s.code())
@@ -199,6 +209,36 @@ pub trait Transport: Send + Sync {
         group_ids: Vec<Vec<u8>>,
     ) -> Result<Subscription<GroupMessage>>;
     async fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>>;
+
+    /// Signs every later call with `signer`'s installation key, as the node requires of all
+    /// calls but identity updates and identity-log reads (see
+    /// [`ferry_identity::request_auth`]). The SDK sets it when a client opens; a transport that
+    /// wraps another passes it on. The default ignores it (a transport that is not the node's
+    /// gRPC API).
+    fn set_request_signer(&self, signer: Arc<dyn RequestSigner>) {
+        let _ = signer;
+    }
+}
+
+/// Signs an installation's requests to the node: the SDK's installation identity, or a
+/// [`ferry_identity::KeyPair`] (tests, tools).
+pub trait RequestSigner: Send + Sync {
+    /// The installation id: its Ed25519 public key.
+    fn installation_id(&self) -> [u8; 32];
+    /// The installation key's signature over
+    /// [`request_auth::signed_message`]`(payload)`, which is what
+    /// [`KeyPair::sign_request`](ferry_identity::KeyPair::sign_request) makes.
+    fn sign_request(&self, payload: &[u8]) -> std::result::Result<Vec<u8>, String>;
+}
+
+impl RequestSigner for ferry_identity::KeyPair {
+    fn installation_id(&self) -> [u8; 32] {
+        self.public_key()
+    }
+
+    fn sign_request(&self, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        Ok(ferry_identity::KeyPair::sign_request(self, payload))
+    }
 }
 
 /// [`Transport`] over gRPC (tonic). Calls run on the caller's tokio runtime.
@@ -206,6 +246,8 @@ pub trait Transport: Send + Sync {
 pub struct GrpcTransport {
     client: NodeClient<Channel>,
     url: String,
+    /// Shared by clones: set once the installation is known.
+    signer: Arc<RwLock<Option<Arc<dyn RequestSigner>>>>,
 }
 
 impl std::fmt::Debug for GrpcTransport {
@@ -263,7 +305,31 @@ impl GrpcTransport {
         Ok(GrpcTransport {
             client: NodeClient::new(channel).max_decoding_message_size(8 << 20),
             url: url.to_string(),
+            signer: Arc::default(),
         })
+    }
+
+    /// A transport whose calls are signed by `signer` from the start.
+    pub fn with_signer(self, signer: Arc<dyn RequestSigner>) -> Self {
+        Transport::set_request_signer(&self, signer);
+        self
+    }
+
+    /// `body` as a request for `method` (its name in the `Node` service), signed when a
+    /// signer is set.
+    fn request<T: prost::Message>(&self, method: &str, body: T) -> Result<tonic::Request<T>> {
+        let signer = self
+            .signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(signer) = signer else {
+            return Ok(tonic::Request::new(body));
+        };
+        let mut nonce = [0u8; request_auth::NONCE_LEN];
+        getrandom::getrandom(&mut nonce)
+            .map_err(|e| TransportError::Unavailable(format!("no randomness for a nonce: {e}")))?;
+        signed_request(signer.as_ref(), method, body, now_ns(), nonce)
     }
 
     pub fn url(&self) -> &str {
@@ -288,44 +354,71 @@ impl GrpcTransport {
         }
     }
 
-    async fn call<T, F>(&self, f: impl FnOnce(NodeClient<Channel>) -> F) -> Result<T>
+    /// Makes the call `method` with `body`, signed; while the node answers
+    /// `RESOURCE_EXHAUSTED` with a retry hint that still fits in [`CALL_TIMEOUT`], waits as
+    /// long as it says and calls again (with a new signature: the node refuses a replay).
+    async fn call<Req, T, F, Fut>(&self, method: &str, body: Req, f: F) -> Result<T>
     where
-        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+        Req: prost::Message + Clone,
+        F: Fn(NodeClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let client = self.client.clone();
-        let started = std::time::Instant::now();
-        let out = match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
-            Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s)),
-            Err(_) => Err(TransportError::Unavailable(format!(
-                "{}: no answer within {} s",
-                self.url,
-                CALL_TIMEOUT.as_secs()
-            ))),
+        let started = tokio::time::Instant::now();
+        let deadline = started + CALL_TIMEOUT;
+        let mut throttled = 0u32;
+        let out = loop {
+            let request = self.request(method, body.clone())?;
+            match tokio::time::timeout_at(deadline, f(self.client.clone(), request)).await {
+                Ok(Ok(r)) => break Ok(r.into_inner()),
+                Ok(Err(status)) => {
+                    if let Some(wait) = retry_after(&status) {
+                        if tokio::time::Instant::now() + wait < deadline {
+                            throttled += 1;
+                            tracing::debug!(
+                                method,
+                                wait_ms = wait.as_millis() as u64,
+                                "node asks to slow down"
+                            );
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
+                    break Err(self.error(status));
+                }
+                Err(_) => {
+                    break Err(TransportError::Unavailable(format!(
+                        "{}: no answer within {} s",
+                        self.url,
+                        CALL_TIMEOUT.as_secs()
+                    )))
+                }
+            }
         };
         tracing::trace!(
-            call = std::any::type_name::<T>(),
+            method,
             micros = started.elapsed().as_micros() as u64,
+            throttled,
             ok = out.is_ok(),
             "node call"
         );
         out
     }
 
-    async fn subscribe<T: Send + 'static>(
+    async fn subscribe<Req, T, F, Fut>(
         &self,
-        open: impl std::future::Future<
+        method: &str,
+        body: Req,
+        f: F,
+    ) -> Result<Subscription<T>>
+    where
+        T: Send + 'static,
+        Req: prost::Message + Clone,
+        F: Fn(NodeClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<
             Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
         >,
-    ) -> Result<Subscription<T>> {
-        let stream = match tokio::time::timeout(CALL_TIMEOUT, open).await {
-            Ok(r) => r.map(|r| r.into_inner()).map_err(|s| self.error(s))?,
-            Err(_) => {
-                return Err(TransportError::Unavailable(format!(
-                    "{}: subscribe timed out",
-                    self.url
-                )))
-            }
-        };
+    {
+        let stream = self.call(method, body, f).await?;
         // Items, then one `Closed` error when the node ends the stream or it breaks.
         let items = futures::stream::unfold(Some(stream), |state| async move {
             let mut stream = state?;
@@ -378,11 +471,11 @@ fn chain_from(first: String, mut next: Option<&(dyn std::error::Error + 'static)
 #[async_trait::async_trait]
 impl Transport for GrpcTransport {
     async fn publish_identity_update(&self, update: IdentityUpdate) -> Result<u64> {
-        self.call(|mut c| async move {
-            c.publish_identity_update(PublishIdentityUpdateRequest {
-                update: Some(update),
-            })
-            .await
+        let body = PublishIdentityUpdateRequest {
+            update: Some(update),
+        };
+        self.call("PublishIdentityUpdate", body, |mut c, r| async move {
+            c.publish_identity_update(r).await
         })
         .await
         .map(|r| r.sequence)
@@ -392,11 +485,12 @@ impl Transport for GrpcTransport {
         &self,
         inbox_ids: &[String],
     ) -> Result<Vec<(String, Vec<IdentityUpdate>)>> {
-        let inbox_ids = inbox_ids.to_vec();
+        let body = GetIdentityLogsRequest {
+            inbox_ids: inbox_ids.to_vec(),
+        };
         let r = self
-            .call(|mut c| async move {
-                c.get_identity_logs(GetIdentityLogsRequest { inbox_ids })
-                    .await
+            .call("GetIdentityLogs", body, |mut c, r| async move {
+                c.get_identity_logs(r).await
             })
             .await?;
         Ok(r.logs
@@ -411,22 +505,26 @@ impl Transport for GrpcTransport {
         key_package: &[u8],
         last_resort: bool,
     ) -> Result<()> {
-        let req = UploadKeyPackageRequest {
+        let body = UploadKeyPackageRequest {
             key_package: key_package.to_vec(),
             last_resort,
             installation_id: installation_id.to_vec(),
         };
-        self.call(|mut c| async move { c.upload_key_package(req).await })
-            .await
-            .map(|_| ())
+        self.call("UploadKeyPackage", body, |mut c, r| async move {
+            c.upload_key_package(r).await
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn fetch_key_packages(&self, installation_ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let req = FetchKeyPackagesRequest {
+        let body = FetchKeyPackagesRequest {
             installation_ids: installation_ids.to_vec(),
         };
         let r = self
-            .call(|mut c| async move { c.fetch_key_packages(req).await })
+            .call("FetchKeyPackages", body, |mut c, r| async move {
+                c.fetch_key_packages(r).await
+            })
             .await?;
         // Answer in request order whatever order the node used.
         Ok(installation_ids
@@ -442,9 +540,9 @@ impl Transport for GrpcTransport {
     }
 
     async fn send_group_messages(&self, messages: Vec<GroupMessageInput>) -> Result<Vec<u64>> {
-        self.call(|mut c| async move {
-            c.send_group_messages(SendGroupMessagesRequest { messages })
-                .await
+        let body = SendGroupMessagesRequest { messages };
+        self.call("SendGroupMessages", body, |mut c, r| async move {
+            c.send_group_messages(r).await
         })
         .await
         .map(|r| r.sequence_ids)
@@ -456,13 +554,15 @@ impl Transport for GrpcTransport {
         after: u64,
         limit: u32,
     ) -> Result<Page<GroupMessage>> {
-        let req = QueryGroupMessagesRequest {
+        let body = QueryGroupMessagesRequest {
             group_id: group_id.to_vec(),
             after_sequence_id: after,
             limit,
         };
         let r = self
-            .call(|mut c| async move { c.query_group_messages(req).await })
+            .call("QueryGroupMessages", body, |mut c, r| async move {
+                c.query_group_messages(r).await
+            })
             .await?;
         Ok(Page {
             items: r.messages,
@@ -471,9 +571,12 @@ impl Transport for GrpcTransport {
     }
 
     async fn send_welcomes(&self, welcomes: Vec<WelcomeInput>) -> Result<()> {
-        self.call(|mut c| async move { c.send_welcomes(SendWelcomesRequest { welcomes }).await })
-            .await
-            .map(|_| ())
+        let body = SendWelcomesRequest { welcomes };
+        self.call("SendWelcomes", body, |mut c, r| async move {
+            c.send_welcomes(r).await
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn query_welcomes(
@@ -482,13 +585,15 @@ impl Transport for GrpcTransport {
         after: u64,
         limit: u32,
     ) -> Result<Page<Welcome>> {
-        let req = QueryWelcomesRequest {
+        let body = QueryWelcomesRequest {
             installation_id: installation_id.to_vec(),
             after_sequence_id: after,
             limit,
         };
         let r = self
-            .call(|mut c| async move { c.query_welcomes(req).await })
+            .call("QueryWelcomes", body, |mut c, r| async move {
+                c.query_welcomes(r).await
+            })
             .await?;
         Ok(Page {
             items: r.welcomes,
@@ -500,23 +605,87 @@ impl Transport for GrpcTransport {
         &self,
         group_ids: Vec<Vec<u8>>,
     ) -> Result<Subscription<GroupMessage>> {
-        let mut c = self.client.clone();
-        self.subscribe(async move {
-            c.subscribe_group_messages(SubscribeGroupMessagesRequest { group_ids })
-                .await
+        let body = SubscribeGroupMessagesRequest { group_ids };
+        self.subscribe("SubscribeGroupMessages", body, |mut c, r| async move {
+            c.subscribe_group_messages(r).await
         })
         .await
     }
 
     async fn subscribe_welcomes(&self, installation_id: &[u8]) -> Result<Subscription<Welcome>> {
-        let mut c = self.client.clone();
-        let installation_id = installation_id.to_vec();
-        self.subscribe(async move {
-            c.subscribe_welcomes(SubscribeWelcomesRequest { installation_id })
-                .await
+        let body = SubscribeWelcomesRequest {
+            installation_id: installation_id.to_vec(),
+        };
+        self.subscribe("SubscribeWelcomes", body, |mut c, r| async move {
+            c.subscribe_welcomes(r).await
         })
         .await
     }
+
+    fn set_request_signer(&self, signer: Arc<dyn RequestSigner>) {
+        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(signer);
+    }
+}
+
+/// The wait a `RESOURCE_EXHAUSTED` answer asks for (its `retry-after-ms` metadata), if any.
+fn retry_after(status: &tonic::Status) -> Option<Duration> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let ms: u64 = status
+        .metadata()
+        .get(request_auth::HEADER_RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms.max(1)))
+}
+
+/// `body` as a request for the node's method `method` (`SendGroupMessages`), signed by
+/// `signer` at `timestamp_ns` with `nonce`: what [`GrpcTransport`] sends for every call (with
+/// the time now and a random nonce). Public for tools and tests that speak to the node through
+/// tonic's generated client.
+pub fn signed_request<T: prost::Message>(
+    signer: &dyn RequestSigner,
+    method: &str,
+    body: T,
+    timestamp_ns: i64,
+    nonce: [u8; request_auth::NONCE_LEN],
+) -> Result<tonic::Request<T>> {
+    let payload =
+        request_auth::signing_payload(method, timestamp_ns, &nonce, &body.encode_to_vec());
+    let signature = signer
+        .sign_request(&payload)
+        .map_err(|e| TransportError::Rejected {
+            code: "Unauthenticated".into(),
+            message: format!("the installation key did not sign the request: {e}"),
+        })?;
+    let mut request = tonic::Request::new(body);
+    let m = request.metadata_mut();
+    m.insert_bin(
+        request_auth::HEADER_INSTALLATION,
+        MetadataValue::from_bytes(&signer.installation_id()),
+    );
+    m.insert(
+        request_auth::HEADER_TIMESTAMP,
+        MetadataValue::from(timestamp_ns),
+    );
+    m.insert_bin(
+        request_auth::HEADER_NONCE,
+        MetadataValue::from_bytes(&nonce),
+    );
+    m.insert_bin(
+        request_auth::HEADER_SIGNATURE,
+        MetadataValue::from_bytes(&signature),
+    );
+    Ok(request)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -540,14 +709,35 @@ mod tests {
             tonic::Status::invalid_argument("bad"),
             tonic::Status::failed_precondition("revoked"),
             tonic::Status::internal("storage failure"),
+            tonic::Status::unauthenticated("unsigned"),
+            tonic::Status::permission_denied(request_auth::REVOKED),
         ] {
             let e = TransportError::from(status);
             assert!(!e.is_retryable(), "{e:?}");
         }
+        assert!(matches!(
+            TransportError::from(tonic::Status::permission_denied(request_auth::REVOKED)),
+            TransportError::Revoked(_)
+        ));
         let bad_url = TransportError::InvalidUrl {
             url: "ftp://x".into(),
             reason: "scheme".into(),
         };
         assert!(!bad_url.is_retryable());
+    }
+
+    #[test]
+    fn a_retry_hint_is_read_from_resource_exhausted_only() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(request_auth::HEADER_RETRY_AFTER_MS, 250u64.into());
+        let hinted =
+            tonic::Status::with_metadata(Code::ResourceExhausted, "slow down", metadata.clone());
+        assert_eq!(retry_after(&hinted), Some(Duration::from_millis(250)));
+        assert_eq!(
+            retry_after(&tonic::Status::resource_exhausted("lagged")),
+            None
+        );
+        let other = tonic::Status::with_metadata(Code::Unavailable, "down", metadata);
+        assert_eq!(retry_after(&other), None);
     }
 }

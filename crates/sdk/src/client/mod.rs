@@ -366,6 +366,8 @@ impl Client {
         }
         let installation = KeyPair::generate();
         let installation_id = installation.public_key();
+        // From its key packages on, the installation signs its calls to the node.
+        transport.set_request_signer(Arc::new(KeyPair::from_seed(&installation.seed())));
         // Append the add after the log's head; retry when another installation won the race.
         let mut attempts = 0;
         let known_own = loop {
@@ -538,14 +540,21 @@ impl Client {
             history_lock: tokio::sync::Mutex::new(()),
             apply_lock: Mutex::new(()),
         };
-        // The signature key must be there.
+        // The signature key must be there; it signs every call to the node.
         let client = Client {
             inner: Arc::new(inner),
         };
-        {
+        let identity = {
             let store = client.store();
-            client.mls_identity(&Provider::new(store.conn()))?;
-        }
+            client.mls_identity(&Provider::new(store.conn()))?
+        };
+        client
+            .inner
+            .transport
+            .set_request_signer(Arc::new(InstallationSigner {
+                installation_id,
+                identity,
+            }));
         Ok(client)
     }
 
@@ -843,4 +852,22 @@ fn setting_string(store: &Store, key: &str) -> Result<Option<String>> {
     Ok(store
         .setting(key)?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Signs this installation's calls to the node with its key (the MLS signature key).
+struct InstallationSigner {
+    installation_id: [u8; 32],
+    identity: Identity,
+}
+
+impl ferry_transport::RequestSigner for InstallationSigner {
+    fn installation_id(&self) -> [u8; 32] {
+        self.installation_id
+    }
+
+    fn sign_request(&self, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        self.identity
+            .sign(&ferry_identity::request_auth::signed_message(payload))
+            .map_err(|e| e.to_string())
+    }
 }

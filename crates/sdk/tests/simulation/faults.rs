@@ -222,6 +222,10 @@ impl Transport for FaultyTransport {
         let sub = self.inner.subscribe_welcomes(installation_id).await?;
         Ok(if cut { cut_after_one(sub) } else { sub })
     }
+
+    fn set_request_signer(&self, signer: std::sync::Arc<dyn ferry_transport::RequestSigner>) {
+        self.inner.set_request_signer(signer);
+    }
 }
 
 /// A subscription that the network cuts after its first item.

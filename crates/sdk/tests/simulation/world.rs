@@ -49,6 +49,8 @@ pub struct Sent {
     pub id: Id,
     pub text: String,
     pub at_ns: i64,
+    /// The sending installation.
+    pub by: [u8; 32],
 }
 
 pub struct World {
@@ -326,6 +328,7 @@ impl World {
                     id,
                     text: text.clone(),
                     at_ns,
+                    by: self.insts[i].installation_id,
                 });
                 Ok(format!(
                     " -> {} sent {text:?} in {}",
@@ -758,6 +761,7 @@ impl World {
                         id,
                         text,
                         at_ns,
+                        by: self.insts[i].installation_id,
                     }),
                     Err(e) => {
                         let _ = writeln!(self.log, "  probe in {} failed: {e}", short(&conv));
@@ -798,6 +802,20 @@ impl World {
                     .conversation(conv)
                     .and_then(|g| g.is_active())
                     .unwrap_or(false)
+        };
+        // A message its sender could not repair: the sender was revoked, and in its last
+        // view of the group `receiver` was not a member yet. It encrypted the message in an
+        // epoch before the commit that added `receiver` (which the node ordered first); the
+        // repair is the sender re-sending it in the new epoch, and the node refuses a revoked
+        // installation. (docs/reliability.md, "Convergence under chaos", says so.)
+        let unrepairable = |sender: &[u8], receiver: usize, conv: &Id| -> bool {
+            self.insts.iter().any(|s| {
+                s.installation_id.as_slice() == sender
+                    && s.revoked_at_ns.is_some()
+                    && s.views.get(conv).is_some_and(|(_, members)| {
+                        !members.contains(&self.insts[receiver].installation_id)
+                    })
+            })
         };
         for conv in &self.conversations {
             let Some(members) = self.newest_view(conv) else {
@@ -846,7 +864,10 @@ impl World {
                 for &y in &members_here {
                     checks += 1;
                     for m in &held[&(y, conv.clone())] {
-                        if m.sent_at_ns >= since && !mine.contains(&m.id) {
+                        if m.sent_at_ns >= since
+                            && !mine.contains(&m.id)
+                            && !unrepairable(&m.sender_installation_id, x, conv)
+                        {
                             broken.push(format!(
                                 "1: {} lacks {:?} ({}), held by {}, in {}",
                                 self.insts[x].name,
@@ -888,7 +909,10 @@ impl World {
                         .get(&(conv.clone(), self.insts[x].installation_id))
                         .copied()
                         .unwrap_or(i64::MAX);
-                    if s.at_ns >= since && !held[&(x, conv.clone())].iter().any(|m| m.id == s.id) {
+                    if s.at_ns >= since
+                        && !held[&(x, conv.clone())].iter().any(|m| m.id == s.id)
+                        && !unrepairable(&s.by, x, conv)
+                    {
                         broken.push(format!(
                             "3: {} never got {:?} ({}) in {}",
                             self.insts[x].name,
