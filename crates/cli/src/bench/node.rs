@@ -28,16 +28,123 @@ struct NodeBench {
     add_installation_seconds: f64,
     /// Seconds for the new installation to join all of them (process the welcomes).
     join_seconds: f64,
+    /// How the node checked the calls above: every call signed by its installation and
+    /// checked (signature, identity log, nonce), rate limits off (they would measure the limit).
+    access: &'static str,
+    /// The same run on a node that checks nothing (as before signed requests), measured
+    /// first in the same process: the cost of checking signatures is the ratio.
+    unsigned_baseline: Baseline,
+    /// send_per_second / the baseline's.
+    signed_send_ratio: f64,
+    /// deliver_per_second / the baseline's.
+    signed_deliver_ratio: f64,
     release_build: bool,
 }
 
+#[derive(Serialize)]
+struct Baseline {
+    send_per_second: f64,
+    deliver_per_second: f64,
+    add_installation_seconds: f64,
+    join_seconds: f64,
+}
+
+/// One run's figures.
+struct Figures {
+    send_per_second: f64,
+    deliver_per_second: f64,
+    deliver_total_per_second: f64,
+    add_installation_seconds: f64,
+    join_seconds: f64,
+}
+
 pub fn run(installations: usize, messages: u64, conversations: usize, json: bool) -> Result<()> {
+    let installations = installations.max(2);
+    let unsigned = measure(
+        ferry_node::AccessPolicy::open(),
+        installations,
+        messages,
+        conversations,
+    )?;
+    let signed = measure(
+        ferry_node::AccessPolicy {
+            authenticate: true,
+            limits: ferry_node::RateLimits::unlimited(),
+        },
+        installations,
+        messages,
+        conversations,
+    )?;
+    let out = NodeBench {
+        installations,
+        messages,
+        send_per_second: signed.send_per_second,
+        deliver_per_second: signed.deliver_per_second,
+        deliver_total_per_second: signed.deliver_total_per_second,
+        conversations,
+        add_installation_seconds: signed.add_installation_seconds,
+        join_seconds: signed.join_seconds,
+        access: "signed requests checked, rate limits off",
+        signed_send_ratio: signed.send_per_second / unsigned.send_per_second,
+        signed_deliver_ratio: signed.deliver_per_second / unsigned.deliver_per_second,
+        unsigned_baseline: Baseline {
+            send_per_second: unsigned.send_per_second,
+            deliver_per_second: unsigned.deliver_per_second,
+            add_installation_seconds: unsigned.add_installation_seconds,
+            join_seconds: unsigned.join_seconds,
+        },
+        release_build: !cfg!(debug_assertions),
+    };
+    if json {
+        print_json(&out)?;
+    } else {
+        println!(
+            "group of {} installations, {} messages; every call signed and checked",
+            out.installations, out.messages
+        );
+        println!(
+            "  send     {:>8.0} messages/s (one sender; unsigned baseline {:.0}/s, ratio {:.2})",
+            out.send_per_second, out.unsigned_baseline.send_per_second, out.signed_send_ratio
+        );
+        println!(
+            "  deliver  {:>8.0} messages/s per receiving installation, {:.0}/s over all {} \
+             (unsigned baseline {:.0}/s, ratio {:.2})",
+            out.deliver_per_second,
+            out.deliver_total_per_second,
+            installations - 1,
+            out.unsigned_baseline.deliver_per_second,
+            out.signed_deliver_ratio
+        );
+        println!(
+            "  adding one new installation to {} conversations: {:.2} s (joining them: {:.2} s; \
+             unsigned {:.2} s and {:.2} s)",
+            out.conversations,
+            out.add_installation_seconds,
+            out.join_seconds,
+            out.unsigned_baseline.add_installation_seconds,
+            out.unsigned_baseline.join_seconds
+        );
+        if !out.release_build {
+            println!("  (debug build: use --release for real figures)");
+        }
+    }
+    Ok(())
+}
+
+/// One run of the benchmark against a new node with `access`.
+fn measure(
+    access: ferry_node::AccessPolicy,
+    installations: usize,
+    messages: u64,
+    conversations: usize,
+) -> Result<Figures> {
     let dir = tempfile::Builder::new()
         .prefix("ferry-bench-node-")
         .tempdir()?;
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
         db: Some(dir.path().join("node.db")),
+        access,
         ..Default::default()
     })?;
     let opts = |name: &str, account: AccountKey| {
@@ -46,7 +153,6 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
         o.sync_check_interval = Duration::from_secs(3600);
         o
     };
-    let installations = installations.max(2);
     // Five inboxes with two installations each (for 10): members are inboxes.
     let mut clients: Vec<Client> = Vec::new();
     let mut keys = Vec::new();
@@ -115,44 +221,14 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
     if joined < conversations as u64 {
         return Err(format!("the new installation joined {joined} of {conversations}").into());
     }
-    let out = NodeBench {
-        installations,
-        messages,
+    node.stop();
+    Ok(Figures {
         send_per_second: messages as f64 / send_s,
         deliver_per_second: messages as f64 / median,
         deliver_total_per_second: (messages as f64 * (installations - 1) as f64) / total_s,
-        conversations,
         add_installation_seconds: add_s,
         join_seconds: join_s,
-        release_build: !cfg!(debug_assertions),
-    };
-    node.stop();
-    if json {
-        print_json(&out)?;
-    } else {
-        println!(
-            "group of {} installations, {} messages",
-            out.installations, out.messages
-        );
-        println!(
-            "  send     {:>8.0} messages/s (one sender)",
-            out.send_per_second
-        );
-        println!(
-            "  deliver  {:>8.0} messages/s per receiving installation, {:.0}/s over all {}",
-            out.deliver_per_second,
-            out.deliver_total_per_second,
-            installations - 1
-        );
-        println!(
-            "  adding one new installation to {} conversations: {:.2} s (joining them: {:.2} s)",
-            out.conversations, out.add_installation_seconds, out.join_seconds
-        );
-        if !out.release_build {
-            println!("  (debug build: use --release for real figures)");
-        }
-    }
-    Ok(())
+    })
 }
 
 /// The inbox id an account key controls.
