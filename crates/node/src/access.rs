@@ -317,6 +317,16 @@ enum BucketKey {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Its class's rate and burst (buckets of several classes share the map).
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    /// Its tokens at `now`, refilled at its rate up to its burst.
+    fn refilled(&self, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst)
+    }
 }
 
 /// Buckets kept before full (idle) ones are dropped.
@@ -370,25 +380,23 @@ impl Limiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_BUCKETS {
             // Idle buckets are full again; forgetting them changes nothing.
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * f64::from(rate)
-                    < f64::from(burst)
-            });
+            buckets.retain(|_, b| b.refilled(now) < b.burst);
         }
+        let (rate, burst) = (f64::from(rate), f64::from(burst));
         let bucket = buckets.entry(key).or_insert(Bucket {
-            tokens: f64::from(burst),
+            tokens: burst,
             at: now,
+            rate,
+            burst,
         });
-        bucket.tokens = (bucket.tokens
-            + now.duration_since(bucket.at).as_secs_f64() * f64::from(rate))
-        .min(f64::from(burst));
+        bucket.tokens = bucket.refilled(now);
         bucket.at = now;
         let cost = cost as f64;
         if bucket.tokens >= cost {
             bucket.tokens -= cost;
             return Ok(());
         }
-        let wait = Duration::from_secs_f64((cost - bucket.tokens) / f64::from(rate));
+        let wait = Duration::from_secs_f64((cost - bucket.tokens) / rate);
         drop(buckets);
         Err(throttled(wait))
     }
