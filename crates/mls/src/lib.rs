@@ -47,6 +47,7 @@
 
 mod group;
 mod identity;
+pub mod limits;
 mod message;
 mod storage;
 mod wire;

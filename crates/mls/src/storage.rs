@@ -78,10 +78,40 @@ impl<'a> Provider<'a> {
         &self,
         f: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.transaction_keeping(f, |_| false)
+    }
+
+    /// [`Provider::transaction`], except that when `f` fails with an error for which
+    /// `keep(&error)` is true, what `f` wrote so far commits before the error is returned
+    /// (for work done in steps, each in a [`Provider::savepoint`], that stops midway for a
+    /// reason that is no fault of the finished steps).
+    pub fn transaction_keeping<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, E>,
+        keep: impl FnOnce(&E) -> bool,
+    ) -> Result<T, E> {
         let tx = Transaction::new_unchecked(self.conn, TransactionBehavior::Immediate)
             .map_err(Error::from)?;
-        let out = f(self)?;
-        tx.commit().map_err(Error::from)?;
+        match f(self) {
+            Ok(out) => {
+                tx.commit().map_err(Error::from)?;
+                Ok(out)
+            }
+            Err(e) if keep(&e) => {
+                tx.commit().map_err(Error::from)?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` in a savepoint: what it wrote stays (as part of the enclosing transaction)
+    /// when it succeeds and is rolled back when it fails. Groups in memory that `f` changed
+    /// are ahead of the disk after a failure: load them again ([`load_group`](crate::load_group)).
+    pub fn savepoint<T, E: From<Error>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let sp = Savepoint::named(self.conn, "ferry_step")?;
+        let out = f()?;
+        sp.release()?;
         Ok(out)
     }
 }
@@ -110,17 +140,29 @@ const SAVEPOINT: &str = "ferry_mls";
 /// A savepoint released by [`Savepoint::release`] and rolled back when dropped before that.
 struct Savepoint<'c> {
     conn: &'c Connection,
+    name: &'static str,
     open: bool,
 }
 
 impl<'c> Savepoint<'c> {
     fn new(conn: &'c Connection) -> Result<Self> {
-        conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
-        Ok(Savepoint { conn, open: true })
+        Self::named(conn, SAVEPOINT)
+    }
+
+    fn named(conn: &'c Connection, name: &'static str) -> Result<Self> {
+        conn.prepare_cached(&format!("SAVEPOINT {name}"))?
+            .execute([])?;
+        Ok(Savepoint {
+            conn,
+            name,
+            open: true,
+        })
     }
 
     fn release(mut self) -> Result<()> {
-        self.conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
+        self.conn
+            .prepare_cached(&format!("RELEASE {}", self.name))?
+            .execute([])?;
         self.open = false;
         Ok(())
     }
@@ -129,9 +171,10 @@ impl<'c> Savepoint<'c> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self
-                .conn
-                .execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"));
+            let _ = self.conn.execute_batch(&format!(
+                "ROLLBACK TO {name}; RELEASE {name}",
+                name = self.name
+            ));
         }
     }
 }

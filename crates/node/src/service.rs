@@ -518,16 +518,18 @@ impl Node for NodeService {
         let req = request.into_inner();
         let limit = query_limit(req.limit);
         self.blocking(move |storage| {
+            // One more than asked tells whether anything follows the page.
             let mut messages = storage
-                .query_group_messages(&req.group_id, req.after_sequence_id, limit)
+                .query_group_messages(&req.group_id, req.after_sequence_id, limit + 1)
                 .map_err(storage_status)?;
-            cap_page(&mut messages, |m| m.data.len());
+            let last_page = cap_page(&mut messages, limit, |m| m.data.len());
             let cursor = messages
                 .last()
                 .map_or(req.after_sequence_id, |m| m.sequence_id);
             Ok(Response::new(QueryGroupMessagesResponse {
                 messages,
                 cursor,
+                last_page,
             }))
         })
         .await
@@ -601,13 +603,17 @@ impl Node for NodeService {
         let limit = query_limit(req.limit);
         self.blocking(move |storage| {
             let mut welcomes = storage
-                .query_welcomes(&req.installation_id, req.after_sequence_id, limit)
+                .query_welcomes(&req.installation_id, req.after_sequence_id, limit + 1)
                 .map_err(storage_status)?;
-            cap_page(&mut welcomes, |w| w.data.len());
+            let last_page = cap_page(&mut welcomes, limit, |w| w.data.len());
             let cursor = welcomes
                 .last()
                 .map_or(req.after_sequence_id, |w| w.sequence_id);
-            Ok(Response::new(QueryWelcomesResponse { welcomes, cursor }))
+            Ok(Response::new(QueryWelcomesResponse {
+                welcomes,
+                cursor,
+                last_page,
+            }))
         })
         .await
     }
@@ -641,17 +647,20 @@ impl Node for NodeService {
 /// page always fits a client's 8 MiB decoding limit when items are at most 4 MiB.
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
-/// Cuts a page after the item that takes it past [`MAX_PAGE_BYTES`]; the client continues
-/// from the cursor of the last item kept.
-fn cap_page<T>(items: &mut Vec<T>, size: impl Fn(&T) -> usize) {
+/// Cuts a page (read with one item more than `limit`) to `limit` items, and before the item
+/// that would take it past [`MAX_PAGE_BYTES`]; the client continues from the cursor of the
+/// last item kept. True when nothing was cut: the page is the last one for now.
+fn cap_page<T>(items: &mut Vec<T>, limit: u32, size: impl Fn(&T) -> usize) -> bool {
     let mut total = 0usize;
-    let mut keep = items.len();
-    for (i, item) in items.iter().enumerate() {
+    let mut keep = items.len().min(limit as usize);
+    for (i, item) in items.iter().enumerate().take(keep) {
         total += size(item);
         if total > MAX_PAGE_BYTES && i > 0 {
             keep = i;
             break;
         }
     }
+    let last = keep == items.len();
     items.truncate(keep);
+    last
 }

@@ -285,6 +285,9 @@ impl Group {
         fn update_name(&self, name: &str) -> Result<()>;
         fn update_description(&self, description: &str) -> Result<()>;
         fn add_missing_installations(&self) -> Result<()>;
+        fn send_text_optimistic(&self, text: &str) -> Result<Vec<u8>>;
+        fn send_optimistic(&self, env: Envelope) -> Result<Vec<u8>>;
+        fn publish_messages(&self) -> Result<u64>;
     }
 }
 

@@ -333,6 +333,23 @@ impl Conversation {
         Ok(self.handle().send_text(text).await?.into())
     }
 
+    /// Encrypts, stores and queues a message without waiting for the node (it shows as
+    /// unpublished); [`publish_messages`](Self::publish_messages), the next send or the next
+    /// sync publishes it, in the order queued. Returns its id.
+    pub async fn send_optimistic(&self, content: Envelope) -> Result<MessageId> {
+        Ok(self.handle().send_optimistic(content).await?.into())
+    }
+
+    /// [`send_optimistic`](Self::send_optimistic) of a text message.
+    pub async fn send_text_optimistic(&self, text: &str) -> Result<MessageId> {
+        Ok(self.handle().send_text_optimistic(text).await?.into())
+    }
+
+    /// Publishes the messages still waiting for the node, oldest first; returns how many.
+    pub async fn publish_messages(&self) -> Result<u64> {
+        self.handle().publish_messages().await
+    }
+
     /// Stored messages, oldest first.
     pub fn messages(&self, query: &MessageQuery) -> Result<Vec<Message>> {
         self.handle().messages(query)
@@ -393,6 +410,21 @@ impl Dm {
     /// Sends a text message; returns its id.
     pub async fn send_text(&self, text: &str) -> Result<MessageId> {
         Ok(self.group.send_text(text).await?.into())
+    }
+
+    /// See [`Conversation::send_optimistic`].
+    pub async fn send_optimistic(&self, content: Envelope) -> Result<MessageId> {
+        Ok(self.group.send_optimistic(content).await?.into())
+    }
+
+    /// See [`Conversation::send_text_optimistic`].
+    pub async fn send_text_optimistic(&self, text: &str) -> Result<MessageId> {
+        Ok(self.group.send_text_optimistic(text).await?.into())
+    }
+
+    /// See [`Conversation::publish_messages`].
+    pub async fn publish_messages(&self) -> Result<u64> {
+        self.group.publish_messages().await
     }
 
     /// Stored messages of every group stitched into this DM, oldest first.

@@ -23,12 +23,11 @@ impl Store {
         entity: &str,
     ) -> Result<Option<ConsentRecord>> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT entity_type, entity, state, updated_at_ns FROM consent
                  WHERE entity_type = ?1 AND entity = ?2",
-                params![entity_type.as_i64(), entity],
-                consent_from_row,
-            )
+            )?
+            .query_row(params![entity_type.as_i64(), entity], consent_from_row)
             .optional()?
             .transpose()
     }
@@ -58,11 +57,10 @@ impl Store {
 
     /// Stores a preference if newer than the stored one; true when applied.
     pub fn set_preference(&self, key: &str, value: &[u8], updated_at_ns: i64) -> Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.conn.prepare_cached(
             "INSERT INTO preferences(key, value, updated_at_ns) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at_ns = excluded.updated_at_ns
-             WHERE excluded.updated_at_ns > preferences.updated_at_ns",
-            params![key, value, updated_at_ns],
+             WHERE excluded.updated_at_ns > preferences.updated_at_ns")?.execute(params![key, value, updated_at_ns],
         )? > 0)
     }
 }

@@ -27,9 +27,8 @@ impl Store {
         description: &str,
         image_url: &str,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE conversations SET name = ?2, description = ?3, image_url = ?4 WHERE id = ?1",
-            params![id, name, description, image_url],
+        self.conn.prepare_cached(
+            "UPDATE conversations SET name = ?2, description = ?3, image_url = ?4 WHERE id = ?1")?.execute(params![id, name, description, image_url],
         )?;
         Ok(())
     }
@@ -41,20 +40,19 @@ impl Store {
 
     pub fn conversation(&self, id: &[u8]) -> Result<Option<Conversation>> {
         self.conn
-            .query_row(
-                &format!("SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1"),
-                [id],
-                conversation_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1"
+            ))?
+            .query_row([id], conversation_from_row)
             .optional()?
             .transpose()
     }
 
     pub fn set_membership(&self, id: &[u8], m: Membership) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE conversations SET membership = ?2 WHERE id = ?1",
-            params![id, m.as_i64()],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached("UPDATE conversations SET membership = ?2 WHERE id = ?1")?
+            .execute(params![id, m.as_i64()])?;
         if n == 0 {
             return Err(Error::NoSuchConversation(hex::encode(id)));
         }

@@ -91,13 +91,14 @@ impl Store {
         last_error: Option<&str>,
         now_ns: i64,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO sync_messages(id, state, attempts, last_error, updated_at_ns)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sync_messages(id, state, attempts, last_error, updated_at_ns)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
                  last_error = excluded.last_error, updated_at_ns = excluded.updated_at_ns",
-            params![id, state, attempts, last_error, now_ns],
-        )?;
+            )?
+            .execute(params![id, state, attempts, last_error, now_ns])?;
         Ok(())
     }
 
@@ -118,11 +119,12 @@ impl Store {
 
     /// Records a history request of this installation, replacing one with the same pin.
     pub fn put_sync_request(&self, r: &SyncRequest) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sync_requests (pin, sent_at_ns, answered_at_ns, request)
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO sync_requests (pin, sent_at_ns, answered_at_ns, request)
              VALUES (?1, ?2, ?3, ?4)",
-            params![r.pin, r.sent_at_ns, r.answered_at_ns, r.request],
-        )?;
+            )?
+            .execute(params![r.pin, r.sent_at_ns, r.answered_at_ns, r.request])?;
         Ok(())
     }
 
@@ -151,11 +153,14 @@ impl Store {
     /// Marks a request answered at `at_ns` (its first reply imported); true when it was waiting
     /// (a later reply leaves the first time as it is).
     pub fn set_sync_request_answered(&self, pin: &str, at_ns: i64) -> Result<bool> {
-        Ok(self.conn.execute(
-            "UPDATE sync_requests SET answered_at_ns = ?2
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE sync_requests SET answered_at_ns = ?2
              WHERE pin = ?1 AND answered_at_ns IS NULL",
-            params![pin, at_ns],
-        )? > 0)
+            )?
+            .execute(params![pin, at_ns])?
+            > 0)
     }
 
     /// Forgets a request (its reply window closed); false when it was not kept. Its import
@@ -172,10 +177,11 @@ impl Store {
     /// Records that this installation answered another installation's request `pin` at
     /// `sent_at_ns` (a request sent again is not answered twice).
     pub fn record_sync_answer_sent(&self, pin: &str, sent_at_ns: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sync_answers_sent (pin, sent_at_ns) VALUES (?1, ?2)",
-            params![pin, sent_at_ns],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO sync_answers_sent (pin, sent_at_ns) VALUES (?1, ?2)",
+            )?
+            .execute(params![pin, sent_at_ns])?;
         Ok(())
     }
 
@@ -195,11 +201,12 @@ impl Store {
 
     /// Records an imported reply, replacing the record of the same reply (pin and message).
     pub fn put_sync_import(&self, i: &SyncImport) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sync_imports (pin, message_id, imported_at_ns, record)
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO sync_imports (pin, message_id, imported_at_ns, record)
              VALUES (?1, ?2, ?3, ?4)",
-            params![i.pin, i.message_id, i.imported_at_ns, i.record],
-        )?;
+            )?
+            .execute(params![i.pin, i.message_id, i.imported_at_ns, i.record])?;
         Ok(())
     }
 
@@ -235,11 +242,10 @@ impl Store {
 
     /// Whether a flag is raised.
     pub fn device_sync_flag(&self, flag: DeviceSyncFlag) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM device_sync_flags WHERE flag = ?1)",
-            [flag.as_i64()],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM device_sync_flags WHERE flag = ?1)")?
+            .query_row([flag.as_i64()], |r| r.get(0))?)
     }
 
     /// The inbox's HMAC key (the SDK's encoding), if this installation holds one.
@@ -252,10 +258,9 @@ impl Store {
 
     /// Replaces the inbox's HMAC key.
     pub fn set_hmac_key(&self, key: &[u8]) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO hmac_key (id, key) VALUES (1, ?1)",
-            [key],
-        )?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO hmac_key (id, key) VALUES (1, ?1)")?
+            .execute([key])?;
         Ok(())
     }
 }

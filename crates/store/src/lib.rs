@@ -114,6 +114,12 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         // 32 MiB of page cache: large imports keep the message-id index hot.
         conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+        // Statements the messaging path runs per message stay compiled (parsing SQL cost as
+        // much as the rest of applying a message).
+        conn.set_prepared_statement_cache_capacity(128);
+        // Savepoints (one per message applied) journal the pages they change: in memory, not
+        // in a temp file written and read back for each one.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let store = Store { conn, path };
         store.migrate()?;
         // A bulk import that died between its commit and its index rebuild left no index.

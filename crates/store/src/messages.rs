@@ -25,10 +25,11 @@ pub(crate) const MESSAGE_FROM: &str = "messages m JOIN conversations c ON c.seq 
 impl Store {
     /// Sets a stored message's delivery status; false when there is no such message.
     pub fn set_delivery_status(&self, id: &[u8], status: DeliveryStatus) -> Result<bool> {
-        Ok(self.conn.execute(
-            "UPDATE messages SET delivery_status = ?2 WHERE id = ?1",
-            params![id, status.as_i64()],
-        )? > 0)
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE messages SET delivery_status = ?2 WHERE id = ?1")?
+            .execute(params![id, status.as_i64()])?
+            > 0)
     }
 
     /// Inserts a message into an existing conversation; false when its id is already stored.
@@ -40,10 +41,9 @@ impl Store {
         let ctype = intern_content_type(&self.conn, &m.content_type)?;
         let added = insert_message(&self.conn, conv, sender, ctype, m)?;
         if added {
-            self.conn.execute(
+            self.conn.prepare_cached(
                 "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
-                 WHERE seq = ?1",
-                params![conv, m.sent_at_ns],
+                 WHERE seq = ?1")?.execute(params![conv, m.sent_at_ns],
             )?;
         }
         Ok(added)
@@ -79,11 +79,10 @@ impl Store {
 
     pub fn message(&self, id: &[u8]) -> Result<Option<Message>> {
         self.conn
-            .query_row(
-                &format!("SELECT {MESSAGE_COLS} FROM {MESSAGE_FROM} WHERE m.id = ?1"),
-                [id],
-                message_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLS} FROM {MESSAGE_FROM} WHERE m.id = ?1"
+            ))?
+            .query_row([id], message_from_row)
             .optional()?
             .transpose()
     }

@@ -73,9 +73,8 @@ impl Store {
         message_id: &[u8],
         data: &[u8],
     ) -> Result<bool> {
-        Ok(self.conn.execute(
-            "INSERT OR IGNORE INTO send_outbox (group_id, message_id, data) VALUES (?1, ?2, ?3)",
-            params![group_id, message_id, data],
+        Ok(self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO send_outbox (group_id, message_id, data) VALUES (?1, ?2, ?3)")?.execute(params![group_id, message_id, data],
         )? > 0)
     }
 
@@ -97,10 +96,11 @@ impl Store {
     /// Takes a message out of its group's send outbox (the node has it); false when it was not
     /// queued.
     pub fn send_outbox_remove(&self, group_id: &[u8], message_id: &[u8]) -> Result<bool> {
-        Ok(self.conn.execute(
-            "DELETE FROM send_outbox WHERE group_id = ?1 AND message_id = ?2",
-            params![group_id, message_id],
-        )? > 0)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM send_outbox WHERE group_id = ?1 AND message_id = ?2")?
+            .execute(params![group_id, message_id])?
+            > 0)
     }
 
     // ---- sent messages --------------------------------------------------------------------
@@ -113,17 +113,18 @@ impl Store {
         payload_hash: &[u8],
         sent: &SentMessage,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sent_messages \
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO sent_messages \
              (group_id, payload_hash, message_id, plaintext, epoch) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+            )?
+            .execute(params![
                 group_id,
                 payload_hash,
                 sent.message_id,
                 sent.plaintext,
                 sent.epoch as i64
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -150,10 +151,11 @@ impl Store {
             )
             .optional()?;
         if found.is_some() {
-            self.conn.execute(
-                "DELETE FROM sent_messages WHERE group_id = ?1 AND payload_hash = ?2",
-                params![group_id, payload_hash],
-            )?;
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM sent_messages WHERE group_id = ?1 AND payload_hash = ?2",
+                )?
+                .execute(params![group_id, payload_hash])?;
         }
         Ok(found)
     }
@@ -163,10 +165,9 @@ impl Store {
     /// Queues the welcome (the SDK's record) of a confirmed commit in `group_id`; returns its
     /// id. Welcomes queued before it stay queued.
     pub fn welcome_outbox_push(&self, group_id: &[u8], welcome: &[u8]) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO welcome_outbox (group_id, welcome) VALUES (?1, ?2)",
-            params![group_id, welcome],
-        )?;
+        self.conn
+            .prepare_cached("INSERT INTO welcome_outbox (group_id, welcome) VALUES (?1, ?2)")?
+            .execute(params![group_id, welcome])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -199,11 +200,12 @@ impl Store {
     /// Records this installation's staged commit in a group, replacing any earlier one (a
     /// group has one pending commit at most).
     pub fn set_pending_commit(&self, group_id: &[u8], c: &PendingCommit) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO pending_commits (group_id, commit_id, commit_data, welcome)
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pending_commits (group_id, commit_id, commit_data, welcome)
              VALUES (?1, ?2, ?3, ?4)",
-            params![group_id, c.commit_id, c.commit, c.welcome],
-        )?;
+            )?
+            .execute(params![group_id, c.commit_id, c.commit, c.welcome])?;
         Ok(())
     }
 
@@ -237,10 +239,9 @@ impl Store {
 
     /// Queues preference updates (the SDK's encoding) for the sync group; returns their id.
     pub fn preference_outbox_push(&self, updates: &[u8]) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO preference_outbox (updates) VALUES (?1)",
-            [updates],
-        )?;
+        self.conn
+            .prepare_cached("INSERT INTO preference_outbox (updates) VALUES (?1)")?
+            .execute([updates])?;
         Ok(self.conn.last_insert_rowid())
     }
 

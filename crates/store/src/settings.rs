@@ -18,11 +18,12 @@ impl Store {
     }
 
     pub fn set_setting(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO settings(key, value) VALUES (?1, ?2)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+            )?
+            .execute(params![key, value])?;
         Ok(())
     }
 
@@ -41,11 +42,12 @@ impl Store {
     }
 
     pub fn set_cursor(&self, topic: &str, value: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO cursors(topic, value) VALUES (?1, ?2)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO cursors(topic, value) VALUES (?1, ?2)
              ON CONFLICT(topic) DO UPDATE SET value = excluded.value",
-            params![topic, value],
-        )?;
+            )?
+            .execute(params![topic, value])?;
         Ok(())
     }
 
@@ -60,7 +62,8 @@ impl Store {
 
     pub fn delete_setting(&self, key: &str) -> Result<()> {
         self.conn
-            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+            .prepare_cached("DELETE FROM settings WHERE key = ?1")?
+            .execute([key])?;
         Ok(())
     }
 }

@@ -131,6 +131,8 @@ impl From<tonic::Status> for TransportError {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub cursor: u64,
+    /// The node held nothing after this page when it answered (false when it does not say).
+    pub last_page: bool,
 }
 
 /// Items pushed by the node as they are stored: a [`Stream`] that ends (after one
@@ -567,6 +569,7 @@ impl Transport for GrpcTransport {
         Ok(Page {
             items: r.messages,
             cursor: r.cursor,
+            last_page: r.last_page,
         })
     }
 
@@ -598,6 +601,7 @@ impl Transport for GrpcTransport {
         Ok(Page {
             items: r.welcomes,
             cursor: r.cursor,
+            last_page: r.last_page,
         })
     }
 

@@ -4,6 +4,8 @@
 //!
 //! Each phase runs in a child process (`ferry bench phase ...`), so its peak RSS is its own.
 
+mod catchup;
+mod guard;
 mod history;
 mod load;
 mod node;
@@ -65,8 +67,56 @@ pub enum BenchCmd {
         /// Conversations the new installation is added to.
         #[arg(long, default_value_t = 100)]
         conversations: usize,
+        /// Also measure openmls alone on the same messages (in memory and on SQLite) and give
+        /// send and deliver as ratios to it.
+        #[arg(long)]
+        limits: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// What openmls alone does here: encrypt and decrypt rates of one member pair, with
+    /// openmls' in-memory storage and with its SQLite storage (the yardstick of the other
+    /// messaging benchmarks).
+    Mls {
+        #[arg(long, default_value_t = 5000)]
+        messages: u64,
+        /// Plaintext bytes per message.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Catch-up: an installation offline while its conversations received `messages` in all
+    /// comes back and runs sync_all; seconds, messages/s (and as a ratio to openmls' own
+    /// decrypt rate), peak RSS. Once spread over `conversations`, once all in one.
+    Catchup {
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        /// Messages in all (each shape).
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The messaging benchmarks, small and bounded, as ratios to openmls alone in the same
+    /// run; fails when one falls below half of the ratio recorded in FILE for this build
+    /// profile (CI runs it). `--record` writes the current ratios to FILE.
+    Guard {
+        #[arg(long, default_value = "bench/guard.json")]
+        file: PathBuf,
+        /// Messages per measurement.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        #[arg(long)]
+        record: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The catching-up installation of `bench catchup`, in its own process.
+    #[command(hide = true)]
+    CatchupPhase {
+        #[arg(long)]
+        home: PathBuf,
     },
     /// History sync on loopback: from a new installation's request to its history imported.
     History {
@@ -184,8 +234,26 @@ pub fn run(c: BenchCmd) -> Result<()> {
             installations,
             messages,
             conversations,
+            limits,
             json,
-        } => node::run(installations, messages, conversations, json),
+        } => node::run(installations, messages, conversations, limits, json),
+        BenchCmd::Mls {
+            messages,
+            size,
+            json,
+        } => bench_mls(messages, size, json),
+        BenchCmd::Catchup {
+            conversations,
+            messages,
+            json,
+        } => catchup::run(conversations, messages, json),
+        BenchCmd::CatchupPhase { home } => catchup::phase(&home),
+        BenchCmd::Guard {
+            file,
+            messages,
+            record,
+            json,
+        } => guard::run(&file, messages, record, json),
         BenchCmd::Load {
             clients,
             groups,
@@ -224,6 +292,28 @@ pub fn run(c: BenchCmd) -> Result<()> {
             bench_passphrase(params, runs.max(1), json)
         }
     }
+}
+
+fn bench_mls(messages: u64, size: usize, json: bool) -> Result<()> {
+    let l = ferry_mls::limits::measure(messages, size)?;
+    if json {
+        print_json(&l)?;
+    } else {
+        println!(
+            "openmls alone, {} messages of {} bytes, one thread:",
+            l.messages, l.message_bytes
+        );
+        for (name, r) in [("in memory", l.memory), ("on SQLite", l.sqlite)] {
+            println!(
+                "  {name:<10} encrypt {:>8.0}/s ({:.1} µs)  decrypt {:>8.0}/s ({:.1} µs)",
+                r.encrypt_per_second,
+                1e6 / r.encrypt_per_second,
+                r.decrypt_per_second,
+                1e6 / r.decrypt_per_second
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

@@ -11,12 +11,20 @@ use serde::Serialize;
 use crate::output::anyhow_like::Result;
 use crate::output::print_json;
 
+/// Sends in flight at once in the pipelined send measurement.
+const SEND_WINDOW: u64 = 64;
+
 #[derive(Serialize)]
 struct NodeBench {
     installations: usize,
     messages: u64,
-    /// Messages sent (encrypt, publish, store) per second by one sender.
+    /// Messages sent (encrypt, publish, store) per second by one sender, one after another
+    /// (each waits for the node).
     send_per_second: f64,
+    /// The same with up to `send_window` sends in flight (joined futures of the async API):
+    /// queued in call order, published in batches, in that order.
+    send_pipelined_per_second: f64,
+    send_window: u64,
     /// Messages received (fetch, decrypt, store) per second by one receiving installation.
     deliver_per_second: f64,
     /// Messages delivered per second summed over all receiving installations (they sync one
@@ -38,6 +46,16 @@ struct NodeBench {
     signed_send_ratio: f64,
     /// deliver_per_second / the baseline's.
     signed_deliver_ratio: f64,
+    /// openmls alone on messages of the same size (`--limits`), and the figures above as
+    /// ratios to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openmls: Option<ferry_mls::limits::Limits>,
+    /// send_pipelined_per_second / openmls' encrypt rate (in-memory storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_ratio_to_openmls: Option<f64>,
+    /// deliver_per_second / openmls' decrypt rate (in-memory storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_ratio_to_openmls: Option<f64>,
     release_build: bool,
 }
 
@@ -50,16 +68,31 @@ struct Baseline {
 }
 
 /// One run's figures.
-struct Figures {
-    send_per_second: f64,
-    deliver_per_second: f64,
-    deliver_total_per_second: f64,
-    add_installation_seconds: f64,
-    join_seconds: f64,
+pub(crate) struct Figures {
+    pub(crate) send_per_second: f64,
+    pub(crate) send_pipelined_per_second: f64,
+    pub(crate) deliver_per_second: f64,
+    pub(crate) deliver_total_per_second: f64,
+    pub(crate) add_installation_seconds: f64,
+    pub(crate) join_seconds: f64,
 }
 
-pub fn run(installations: usize, messages: u64, conversations: usize, json: bool) -> Result<()> {
+pub fn run(
+    installations: usize,
+    messages: u64,
+    conversations: usize,
+    limits: bool,
+    json: bool,
+) -> Result<()> {
     let installations = installations.max(2);
+    let openmls = if limits {
+        Some(ferry_mls::limits::measure(
+            messages.clamp(200, 5_000),
+            super::catchup::bench_text(0).len(),
+        )?)
+    } else {
+        None
+    };
     let unsigned = measure(
         ferry_node::AccessPolicy::open(),
         installations,
@@ -79,6 +112,8 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
         installations,
         messages,
         send_per_second: signed.send_per_second,
+        send_pipelined_per_second: signed.send_pipelined_per_second,
+        send_window: SEND_WINDOW,
         deliver_per_second: signed.deliver_per_second,
         deliver_total_per_second: signed.deliver_total_per_second,
         conversations,
@@ -93,6 +128,11 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
             add_installation_seconds: unsigned.add_installation_seconds,
             join_seconds: unsigned.join_seconds,
         },
+        send_ratio_to_openmls: openmls
+            .map(|l| signed.send_pipelined_per_second / l.memory.encrypt_per_second),
+        deliver_ratio_to_openmls: openmls
+            .map(|l| signed.deliver_per_second / l.memory.decrypt_per_second),
+        openmls,
         release_build: !cfg!(debug_assertions),
     };
     if json {
@@ -105,6 +145,10 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
         println!(
             "  send     {:>8.0} messages/s (one sender; unsigned baseline {:.0}/s, ratio {:.2})",
             out.send_per_second, out.unsigned_baseline.send_per_second, out.signed_send_ratio
+        );
+        println!(
+            "  send     {:>8.0} messages/s with up to {} in flight",
+            out.send_pipelined_per_second, out.send_window
         );
         println!(
             "  deliver  {:>8.0} messages/s per receiving installation, {:.0}/s over all {} \
@@ -124,6 +168,20 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
             out.unsigned_baseline.add_installation_seconds,
             out.unsigned_baseline.join_seconds
         );
+        if let (Some(l), Some(s), Some(d)) = (
+            out.openmls,
+            out.send_ratio_to_openmls,
+            out.deliver_ratio_to_openmls,
+        ) {
+            println!(
+                "  openmls alone: encrypt {:.0}/s, decrypt {:.0}/s in memory ({:.0}/s, {:.0}/s on \
+                 SQLite); send is {s:.3} of its encrypt rate, deliver {d:.3} of its decrypt rate",
+                l.memory.encrypt_per_second,
+                l.memory.decrypt_per_second,
+                l.sqlite.encrypt_per_second,
+                l.sqlite.decrypt_per_second
+            );
+        }
         if !out.release_build {
             println!("  (debug build: use --release for real figures)");
         }
@@ -132,7 +190,7 @@ pub fn run(installations: usize, messages: u64, conversations: usize, json: bool
 }
 
 /// One run of the benchmark against a new node with `access`.
-fn measure(
+pub(crate) fn measure(
     access: ferry_node::AccessPolicy,
     installations: usize,
     messages: u64,
@@ -178,11 +236,27 @@ fn measure(
     }
     let t = Instant::now();
     for i in 0..messages {
-        group.send(&format!(
-            "benchmark message {i}: some words to make it a typical length"
-        ))?;
+        group.send(&super::catchup::bench_text(i))?;
     }
     let send_s = t.elapsed().as_secs_f64();
+    // The same sender with several sends in flight: they queue in the outbox in call order
+    // and go out in batches.
+    let t = Instant::now();
+    let mut i = messages;
+    while i < 2 * messages {
+        let window = SEND_WINDOW.min(2 * messages - i);
+        let sends = (i..i + window).map(|k| {
+            let text = super::catchup::bench_text(k);
+            let g: &ferry_sdk::Group = &group;
+            async move { g.send_text(&text).await }
+        });
+        for r in ferry_sdk::blocking::block_on(futures::future::join_all(sends)) {
+            r?;
+        }
+        i += window;
+    }
+    let pipelined_s = t.elapsed().as_secs_f64();
+    let messages = 2 * messages;
     let mut per_receiver = Vec::new();
     let t_all = Instant::now();
     for c in &clients[1..] {
@@ -223,7 +297,8 @@ fn measure(
     }
     node.stop();
     Ok(Figures {
-        send_per_second: messages as f64 / send_s,
+        send_per_second: messages as f64 / 2.0 / send_s,
+        send_pipelined_per_second: messages as f64 / 2.0 / pipelined_s,
         deliver_per_second: messages as f64 / median,
         deliver_total_per_second: (messages as f64 * (installations - 1) as f64) / total_s,
         add_installation_seconds: add_s,

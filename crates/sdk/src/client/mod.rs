@@ -226,6 +226,9 @@ struct Inner {
     /// Held from applying a group message to reporting it, so streams see messages in the
     /// order they were applied (the node's) even when two threads sync at once.
     apply_lock: Mutex<()>,
+    /// One publisher per group at a time: concurrent sends queue in the outbox and go out
+    /// together, in outbox order, with the next publish (held over the network call).
+    publish_locks: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Settings keys (the store's `settings` table).
@@ -539,6 +542,7 @@ impl Client {
             closed: std::sync::atomic::AtomicBool::new(false),
             history_lock: tokio::sync::Mutex::new(()),
             apply_lock: Mutex::new(()),
+            publish_locks: Mutex::new(HashMap::new()),
         };
         // The signature key must be there; it signs every call to the node.
         let client = Client {

@@ -10,6 +10,7 @@ use ferry_proto::node::{GroupMessage, Welcome};
 use ferry_store::{
     ConsentState, ConversationFilter, ConversationKind, DeliveryStatus, Membership, SentMessage,
 };
+use ferry_transport::Page;
 use prost::Message as _;
 use serde::Serialize;
 
@@ -20,6 +21,41 @@ use super::{application_message_id, message_id, parse_credential, Client, Event,
 use crate::{Error, Result};
 
 const PAGE: u32 = 200;
+/// Most messages one publish sends to the node in one call (and bytes, unless one message
+/// alone is larger).
+pub(crate) const PUBLISH_BATCH: usize = 100;
+const PUBLISH_BATCH_BYTES: usize = 2 << 20;
+/// Conversations whose first page [`Client::sync_all`] fetches ahead.
+const FETCH_AHEAD: usize = 4;
+
+type FetchAhead = tokio::task::JoinHandle<ferry_transport::Result<Page<GroupMessage>>>;
+
+/// A page fetched ahead, not needed any more if dropped before it is joined.
+struct AbortOnDrop(FetchAhead);
+
+impl AbortOnDrop {
+    /// The page, or None when its fetch failed (the caller fetches it again and sees why).
+    async fn join(mut self) -> Option<Page<GroupMessage>> {
+        (&mut self.0).await.ok().and_then(|r| r.ok())
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches still under way when `sync_all` returns early are not needed any more.
+struct AbortAll(std::collections::VecDeque<FetchAhead>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in self.0.iter() {
+            h.abort();
+        }
+    }
+}
 const WELCOMES_TOPIC: &str = "welcomes";
 /// Conversations with activity this recent get a new own installation at once.
 const RECENT_NS: i64 = 90 * 24 * 3600 * 1_000_000_000;
@@ -86,6 +122,7 @@ impl Client {
                 .transport
                 .query_welcomes(&self.inner.installation_id, after, PAGE)
                 .await?;
+            let last = page.last_page;
             // A node that answers with nothing new must not keep us here.
             let fresh: Vec<_> = page
                 .items
@@ -99,6 +136,9 @@ impl Client {
                 if self.apply_welcome(&w).await? {
                     joined += 1;
                 }
+            }
+            if last {
+                break;
             }
         }
         Ok(joined)
@@ -214,26 +254,58 @@ impl Client {
     /// Applies everything the node has for one group after its cursor; returns how many
     /// messages were applied.
     pub(crate) async fn sync_group(&self, group_id: &[u8]) -> Result<u64> {
+        self.sync_group_from(group_id, None).await
+    }
+
+    /// [`sync_group`](Self::sync_group), starting with a first page fetched ahead (by
+    /// [`sync_all`](Self::sync_all) while it applied the conversation before).
+    async fn sync_group_from(
+        &self,
+        group_id: &[u8],
+        mut prefetched: Option<Page<GroupMessage>>,
+    ) -> Result<u64> {
         let mut applied = 0;
+        let mut next_page: Option<AbortOnDrop> = None;
         loop {
             let after = self.store().cursor(&group_topic(group_id))? as u64;
-            let page = self
-                .inner
-                .transport
-                .query_group_messages(group_id, after, PAGE)
-                .await?;
+            let fetched = match next_page.take() {
+                Some(h) => h.join().await,
+                None => prefetched.take(),
+            };
+            let (page, ahead) = match fetched {
+                Some(p) => (p, true),
+                None => (
+                    self.inner
+                        .transport
+                        .query_group_messages(group_id, after, PAGE)
+                        .await?,
+                    false,
+                ),
+            };
+            let last = page.last_page;
             let fresh: Vec<_> = page
                 .items
                 .into_iter()
                 .filter(|m| m.sequence_id > after)
                 .collect();
-            if fresh.is_empty() {
-                break;
+            // More to come: the next page is fetched while this one applies.
+            if let (false, Some(m)) = (last, fresh.last()) {
+                let (transport, id, next) = (
+                    self.inner.transport.clone(),
+                    group_id.to_vec(),
+                    m.sequence_id,
+                );
+                next_page = Some(AbortOnDrop(tokio::spawn(async move {
+                    transport.query_group_messages(&id, next, PAGE).await
+                })));
             }
-            for m in &fresh {
-                if self.apply_group_message(group_id, m).await? {
-                    applied += 1;
-                }
+            if !fresh.is_empty() {
+                applied += self.apply_group_messages(group_id, &fresh).await?;
+            }
+            // The node said nothing follows; or it answered with nothing new (a page fetched
+            // ahead may just be stale: then ask again).
+            if last || (fresh.is_empty() && !ahead) {
+                break;
             }
         }
         self.flush_welcome_outbox(group_id).await?;
@@ -241,47 +313,91 @@ impl Client {
         Ok(applied)
     }
 
-    /// Publishes the messages waiting in a group's send outbox, oldest first; each leaves the
-    /// outbox (and turns published) once the node took it. Returns how many went out.
+    /// Publishes the messages waiting in a group's send outbox, oldest first, in batches of
+    /// up to [`PUBLISH_BATCH`] per call to the node; each leaves the outbox (and turns
+    /// published) once the node took it. One publisher per group at a time: a send that
+    /// finds another publishing waits for it, and then usually finds its own message gone
+    /// out with that batch. Returns how many went out.
     pub(crate) async fn publish_outbox(&self, group_id: &[u8]) -> Result<u64> {
-        let pending = self.store().send_outbox(group_id)?;
+        let lock = {
+            let mut locks = self
+                .inner
+                .publish_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            locks.entry(group_id.to_vec()).or_default().clone()
+        };
+        let _one_publisher = lock.lock().await;
         let mut sent = 0;
-        for entry in pending {
-            let (id, data) = (entry.message_id, entry.data);
-            self.inner
-                .transport
-                .send_group_messages(vec![ferry_proto::node::GroupMessageInput {
+        loop {
+            let mut pending = self.store().send_outbox(group_id)?;
+            if pending.is_empty() {
+                break;
+            }
+            let mut bytes = 0;
+            let keep = pending
+                .iter()
+                .take(PUBLISH_BATCH)
+                .take_while(|e| {
+                    bytes += e.data.len();
+                    bytes <= PUBLISH_BATCH_BYTES
+                })
+                .count()
+                .max(1);
+            pending.truncate(keep);
+            let batch = pending
+                .iter()
+                .map(|e| ferry_proto::node::GroupMessageInput {
                     group_id: group_id.to_vec(),
-                    data,
+                    data: e.data.clone(),
                     commit_epoch: None,
-                }])
-                .await?;
+                })
+                .collect();
+            self.inner.transport.send_group_messages(batch).await?;
             let store = self.store();
-            store.send_outbox_remove(group_id, &id)?;
-            store.set_delivery_status(&id, DeliveryStatus::Published)?;
-            sent += 1;
+            Provider::new(store.conn()).transaction(|_| -> Result<()> {
+                for e in &pending {
+                    store.send_outbox_remove(group_id, &e.message_id)?;
+                    store.set_delivery_status(&e.message_id, DeliveryStatus::Published)?;
+                }
+                Ok(())
+            })?;
+            sent += pending.len() as u64;
         }
         Ok(sent)
     }
 
-    /// Applies one group message in one transaction with its cursor.
-    pub(crate) async fn apply_group_message(
+    /// Applies a page of a group's messages (in the node's order) in one transaction: the
+    /// group's MLS state is loaded once, each message applies in a savepoint of its own
+    /// (with the cursor that says it was handled, so one bad message undoes only itself),
+    /// and everything commits at once. Returns how many messages were applied.
+    pub(crate) async fn apply_group_messages(
         &self,
         group_id: &[u8],
-        m: &GroupMessage,
-    ) -> Result<bool> {
-        self.with_identities(|refreshed| self.apply_group_message_step(group_id, m, refreshed))
-            .await
+        page: &[GroupMessage],
+    ) -> Result<u64> {
+        let mut applied = 0;
+        self.with_identities(|refreshed| {
+            // A step that stopped for a missing identity log kept what it had applied: it is
+            // not applied again when the step runs again (the cursor says so).
+            let (n, events) = self.apply_page_step(group_id, page, refreshed)?;
+            applied += n;
+            self.emit(events);
+            Ok(())
+        })
+        .await?;
+        Ok(applied)
     }
 
-    /// [`apply_group_message`](Self::apply_group_message) with the identity logs at hand
-    /// (fails with [`Error::IdentityMiss`] when one is missing, changing nothing).
-    fn apply_group_message_step(
+    /// [`apply_group_messages`](Self::apply_group_messages) with the identity logs at hand.
+    /// When one is missing, what came before the message that needs it commits, and the step
+    /// fails with [`Error::IdentityMiss`] (the events of what committed are emitted first).
+    fn apply_page_step(
         &self,
         group_id: &[u8],
-        m: &GroupMessage,
+        page: &[GroupMessage],
         refreshed: &HashSet<String>,
-    ) -> Result<bool> {
+    ) -> Result<(u64, Vec<Event>)> {
         let _in_order = self
             .inner
             .apply_lock
@@ -290,162 +406,189 @@ impl Client {
         let topic = group_topic(group_id);
         let store = self.store();
         let provider = Provider::new(store.conn());
-        let id = message_id(group_id, &m.data);
-        let res = provider.transaction(|p| -> Result<Outcome> {
-            // Checked inside the transaction: another process may have just applied it.
-            if !advance_cursor(&store, &topic, m.sequence_id)? {
-                return Ok(Outcome::Skipped);
-            }
-            let Some(mut group) = ferry_mls::load_group(p, group_id)? else {
-                return Ok(Outcome::Skipped);
-            };
-            if store
-                .pending_commit(group_id)?
-                .is_some_and(|c| c.commit_id == id)
-            {
-                let had = ferry_mls::has_pending_commit(&group);
-                let welcome = self.take_pending(&store, group_id)?;
-                if !had {
-                    // A rival commit of the same epoch came first and replaced ours.
-                    return Ok(Outcome::Skipped);
-                }
-                // Ours came first in its epoch: everyone applies it, so do we; the welcome
-                // for the installations it adds goes out once this commits.
-                ferry_mls::merge_pending_commit(&mut group, p)?;
-                if let Some(w) = welcome {
-                    store.welcome_outbox_push(group_id, &w)?;
-                }
-                return self.record_own_commit(&store, &group, group_id, id, m.created_at_ns);
-            }
-            // One of our application messages: published, or (ordered after a commit it
-            // predates) to be sent again.
-            if let Some(sent) = store.sent_message_take(group_id, &id)? {
-                self.own_message_seen(&store, p, &mut group, group_id, sent)?;
-                return Ok(Outcome::Skipped);
-            }
-            let processed = match ferry_mls::process(&mut group, p, &m.data) {
-                Ok(x) => x,
-                Err(e) if is_local(&e) => return Err(e.into()),
-                Err(e) => {
-                    // Our own message coming back (MLS cannot open its own), one from before
-                    // we joined, a commit that lost its epoch, or garbage: the node's order
-                    // is the truth, so move on. Our own one is published now, whether or not
-                    // its send heard back from the node.
-                    confirm_published(&store, group_id, &id)?;
-                    tracing::debug!(error = %e, seq = m.sequence_id, "group message skipped");
-                    return Ok(Outcome::Skipped);
-                }
-            };
-            match processed {
-                Processed::Application { sender, plaintext } => {
-                    let Some((inbox, inst)) = parse_credential(&sender) else {
-                        return Ok(Outcome::Skipped);
-                    };
-                    // The id hashes the plaintext: a copy sent again in a later epoch is the
-                    // same message.
-                    let id = application_message_id(group_id, &inst, &plaintext);
-                    let Ok(env) = Envelope::decode(plaintext.as_slice()) else {
-                        tracing::warn!("undecodable application message skipped");
-                        return Ok(Outcome::Skipped);
-                    };
-                    let msg = envelope_message(
-                        id,
-                        group_id,
-                        &inbox,
-                        &inst,
-                        env,
-                        DeliveryStatus::Published,
-                    );
-                    // Already here (an archive brought it): nothing new to report.
-                    if !store.insert_message(&msg)? {
-                        return Ok(Outcome::Skipped);
-                    }
-                    Ok(Outcome::Applied(vec![Event::Message(msg)]))
-                }
-                Processed::OwnCommit { .. } => {
-                    self.take_pending(&store, group_id)?;
-                    self.record_own_commit(&store, &group, group_id, id, m.created_at_ns)
-                }
-                Processed::Commit {
-                    committer,
-                    added,
-                    self_removed,
-                    ..
-                } => {
-                    // Every leaf the commit adds must be an installation its inbox's log
-                    // holds (active, or revoked since): otherwise the whole commit is refused
-                    // (the transaction rolls back) and every honest member refuses it alike.
-                    let keys = ferry_mls::member_keys(&group);
-                    let sync_group = matches!(
-                        store.conversation(group_id)?,
-                        Some(c) if c.kind == ConversationKind::Sync
-                    );
-                    for cred in &added {
-                        // A sync group holds this inbox's installations and nobody else's.
-                        if sync_group
-                            && parse_credential(cred).map(|(inbox, _)| inbox)
-                                != Some(self.inner.inbox_id.clone())
-                        {
-                            return Err(Error::InvalidMember(
-                                "a commit adding another inbox to a sync group".into(),
-                            ));
+        let mut applied = 0;
+        let mut events = Vec::new();
+        let res = provider.transaction_keeping(
+            |p| -> Result<()> {
+                let mut group = ferry_mls::load_group(p, group_id)?;
+                for m in page {
+                    let step = p.savepoint(|| {
+                        self.apply_one(&store, p, &mut group, group_id, &topic, m, refreshed)
+                    });
+                    match step {
+                        Ok(Outcome::Applied(ev)) => {
+                            applied += 1;
+                            events.extend(ev);
                         }
-                        let key = keys
-                            .iter()
-                            .find(|(c, _)| c == cred)
-                            .map(|(_, k)| k.clone())
-                            .unwrap_or_default();
-                        if self.verify_added_leaf_cached(cred, &key, refreshed)? {
-                            // Added before its revocation: the member check removes it now.
-                            store.set_cursor(&super::conversations::chore_topic(group_id), 0)?;
+                        Ok(Outcome::Skipped) => {}
+                        Err(Error::InvalidMember(reason)) => {
+                            tracing::warn!(%reason, seq = m.sequence_id, "commit rejected");
+                            // Rolled back: the group in memory went ahead of the disk.
+                            group = ferry_mls::load_group(p, group_id)?;
+                            advance_cursor(&store, &topic, m.sequence_id)?;
                         }
+                        Err(e) => return Err(e),
                     }
-                    let (inbox, inst) = parse_credential(&committer).unwrap_or_default();
-                    let msg = membership_message(
-                        id,
-                        group_id,
-                        &inbox,
-                        &inst,
-                        m.created_at_ns,
-                        &describe_commit(&group, &self.inner.inbox_id),
-                    );
-                    let fresh = store.insert_message(&msg)?;
-                    let row = conversation_row(&self.inner.inbox_id, &group, Membership::Active);
-                    store.set_conversation_metadata(
-                        group_id,
-                        &row.name,
-                        &row.description,
-                        &row.image_url,
-                    )?;
-                    if self_removed {
-                        store.set_membership(group_id, Membership::Left)?;
-                    }
-                    Ok(if fresh {
-                        Outcome::Applied(vec![Event::Message(msg)])
-                    } else {
-                        Outcome::Applied(Vec::new())
-                    })
                 }
-                _ => Ok(Outcome::Skipped),
-            }
-        });
-        let outcome = match res {
-            Ok(o) => o,
-            Err(Error::InvalidMember(reason)) => {
-                tracing::warn!(%reason, seq = m.sequence_id, "commit rejected");
-                advance_cursor(&store, &topic, m.sequence_id)?;
-                Outcome::Skipped
-            }
-            Err(e) => return Err(e),
-        };
+                Ok(())
+            },
+            |e| matches!(e, Error::IdentityMiss(_)),
+        );
         drop(store);
-        Ok(match outcome {
-            Outcome::Applied(events) => {
+        match res {
+            Ok(()) => Ok((applied, events)),
+            Err(e @ Error::IdentityMiss(_)) => {
                 self.emit(events);
-                true
+                Err(e)
             }
-            Outcome::Skipped => false,
-        })
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One message of a page, in its savepoint: the cursor moves past it and what it
+    /// carries is applied (or it is skipped).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_one(
+        &self,
+        store: &ferry_store::Store,
+        p: &Provider<'_>,
+        group: &mut Option<ferry_mls::MlsGroup>,
+        group_id: &[u8],
+        topic: &str,
+        m: &GroupMessage,
+        refreshed: &HashSet<String>,
+    ) -> Result<Outcome> {
+        let id = message_id(group_id, &m.data);
+        // Checked inside the transaction: another process may have just applied it.
+        if !advance_cursor(store, topic, m.sequence_id)? {
+            return Ok(Outcome::Skipped);
+        }
+        let Some(group) = group.as_mut() else {
+            return Ok(Outcome::Skipped);
+        };
+        if store
+            .pending_commit(group_id)?
+            .is_some_and(|c| c.commit_id == id)
+        {
+            let had = ferry_mls::has_pending_commit(group);
+            let welcome = self.take_pending(store, group_id)?;
+            if !had {
+                // A rival commit of the same epoch came first and replaced ours.
+                return Ok(Outcome::Skipped);
+            }
+            // Ours came first in its epoch: everyone applies it, so do we; the welcome
+            // for the installations it adds goes out once this commits.
+            ferry_mls::merge_pending_commit(group, p)?;
+            if let Some(w) = welcome {
+                store.welcome_outbox_push(group_id, &w)?;
+            }
+            return self.record_own_commit(store, group, group_id, id, m.created_at_ns);
+        }
+        // One of our application messages: published, or (ordered after a commit it
+        // predates) to be sent again.
+        if let Some(sent) = store.sent_message_take(group_id, &id)? {
+            self.own_message_seen(store, p, group, group_id, sent)?;
+            return Ok(Outcome::Skipped);
+        }
+        let processed = match ferry_mls::process(group, p, &m.data) {
+            Ok(x) => x,
+            Err(e) if is_local(&e) => return Err(e.into()),
+            Err(e) => {
+                // Our own message coming back (MLS cannot open its own), one from before
+                // we joined, a commit that lost its epoch, or garbage: the node's order
+                // is the truth, so move on. Our own one is published now, whether or not
+                // its send heard back from the node.
+                confirm_published(store, group_id, &id)?;
+                tracing::debug!(error = %e, seq = m.sequence_id, "group message skipped");
+                return Ok(Outcome::Skipped);
+            }
+        };
+        match processed {
+            Processed::Application { sender, plaintext } => {
+                let Some((inbox, inst)) = parse_credential(&sender) else {
+                    return Ok(Outcome::Skipped);
+                };
+                // The id hashes the plaintext: a copy sent again in a later epoch is the
+                // same message.
+                let id = application_message_id(group_id, &inst, &plaintext);
+                let Ok(env) = Envelope::decode(plaintext.as_slice()) else {
+                    tracing::warn!("undecodable application message skipped");
+                    return Ok(Outcome::Skipped);
+                };
+                let msg =
+                    envelope_message(id, group_id, &inbox, &inst, env, DeliveryStatus::Published);
+                // Already here (an archive brought it): nothing new to report.
+                if !store.insert_message(&msg)? {
+                    return Ok(Outcome::Skipped);
+                }
+                Ok(Outcome::Applied(vec![Event::Message(msg)]))
+            }
+            Processed::OwnCommit { .. } => {
+                self.take_pending(store, group_id)?;
+                self.record_own_commit(store, group, group_id, id, m.created_at_ns)
+            }
+            Processed::Commit {
+                committer,
+                added,
+                self_removed,
+                ..
+            } => {
+                // Every leaf the commit adds must be an installation its inbox's log
+                // holds (active, or revoked since): otherwise the whole commit is refused
+                // (the transaction rolls back) and every honest member refuses it alike.
+                let keys = ferry_mls::member_keys(group);
+                let sync_group = matches!(
+                    store.conversation(group_id)?,
+                    Some(c) if c.kind == ConversationKind::Sync
+                );
+                for cred in &added {
+                    // A sync group holds this inbox's installations and nobody else's.
+                    if sync_group
+                        && parse_credential(cred).map(|(inbox, _)| inbox)
+                            != Some(self.inner.inbox_id.clone())
+                    {
+                        return Err(Error::InvalidMember(
+                            "a commit adding another inbox to a sync group".into(),
+                        ));
+                    }
+                    let key = keys
+                        .iter()
+                        .find(|(c, _)| c == cred)
+                        .map(|(_, k)| k.clone())
+                        .unwrap_or_default();
+                    if self.verify_added_leaf_cached(cred, &key, refreshed)? {
+                        // Added before its revocation: the member check removes it now.
+                        store.set_cursor(&super::conversations::chore_topic(group_id), 0)?;
+                    }
+                }
+                let (inbox, inst) = parse_credential(&committer).unwrap_or_default();
+                let msg = membership_message(
+                    id,
+                    group_id,
+                    &inbox,
+                    &inst,
+                    m.created_at_ns,
+                    &describe_commit(group, &self.inner.inbox_id),
+                );
+                let fresh = store.insert_message(&msg)?;
+                let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
+                store.set_conversation_metadata(
+                    group_id,
+                    &row.name,
+                    &row.description,
+                    &row.image_url,
+                )?;
+                if self_removed {
+                    store.set_membership(group_id, Membership::Left)?;
+                }
+                Ok(if fresh {
+                    Outcome::Applied(vec![Event::Message(msg)])
+                } else {
+                    Outcome::Applied(Vec::new())
+                })
+            }
+            _ => Ok(Outcome::Skipped),
+        }
     }
 
     /// One of our application messages shown by the channel. Encrypted in the epoch it is in
@@ -558,13 +701,35 @@ impl Client {
             active: Some(true),
             ..Default::default()
         })?;
-        for c in conversations {
+        // The first page of the next few conversations is fetched while this one applies:
+        // the node's round trips overlap with decrypting.
+        let mut ahead = AbortAll(std::collections::VecDeque::new());
+        let fetch_ahead = |c: &ferry_store::Conversation| -> Result<FetchAhead> {
+            let after = self.store().cursor(&group_topic(&c.id))? as u64;
+            let transport = self.inner.transport.clone();
+            let id = c.id.clone();
+            Ok(tokio::spawn(async move {
+                transport.query_group_messages(&id, after, PAGE).await
+            }))
+        };
+        for (i, c) in conversations.iter().enumerate() {
+            while ahead.0.len() < FETCH_AHEAD {
+                let Some(next) = conversations.get(i + ahead.0.len()) else {
+                    break;
+                };
+                ahead.0.push_back(fetch_ahead(next)?);
+            }
+            // A fetch that failed is made again (and its error surfaces) by the sync itself.
+            let first = match ahead.0.pop_front() {
+                Some(h) => h.await.ok().and_then(|r| r.ok()),
+                None => None,
+            };
             // One broken conversation must not stop the others; the error is logged and the
             // conversation tried again next time.
             // The hidden sync group is synced like any other, but never counted: the report
             // speaks of the person's conversations.
             let shown = c.kind != ConversationKind::Sync;
-            match self.sync_group(&c.id).await {
+            match self.sync_group_from(&c.id, first).await {
                 Ok(n) if shown => report.messages_processed += n,
                 Ok(_) => {}
                 Err(e @ Error::Transport(_)) => return Err(e),

@@ -1,11 +1,12 @@
 //! Staying online: a background task that follows the node's streams and applies what they
 //! bring, so [`Client::stream`] subscribers see messages and conversations as they arrive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
+use ferry_proto::node::GroupMessage;
 use ferry_store::ConversationFilter;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::Client;
@@ -40,6 +41,9 @@ impl Drop for Worker {
         }
     }
 }
+
+/// Most pushed messages applied together.
+const PUSH_BATCH: usize = 1000;
 
 /// How long to wait on the streams before a full sync anyway (also the resubscribe period
 /// after the node went away).
@@ -82,6 +86,39 @@ impl Client {
             .is_some_and(|c| c.kind == ferry_store::ConversationKind::Sync))
     }
 
+    /// Applies messages the node pushed, one page per group. The first push of a group in a
+    /// subscription syncs the group from its cursor (whatever the catch-up could not apply
+    /// comes first); after that the stream alone is enough: it carries every message of the
+    /// group in the node's order from that point on (it ends rather than drop one). Then
+    /// publishes what the groups' outboxes hold (a confirmed commit's welcome, a message to
+    /// send again). True when one was the sync group's.
+    async fn apply_pushed(
+        &self,
+        batch: Vec<GroupMessage>,
+        synced: &mut HashSet<Vec<u8>>,
+    ) -> Result<bool> {
+        let mut by_group: Vec<(Vec<u8>, Vec<GroupMessage>)> = Vec::new();
+        for m in batch {
+            match by_group.iter_mut().find(|(g, _)| *g == m.group_id) {
+                Some((_, ms)) => ms.push(m),
+                None => by_group.push((m.group_id.clone(), vec![m])),
+            }
+        }
+        let mut sync_group = false;
+        for (gid, ms) in by_group {
+            if synced.contains(&gid) {
+                self.apply_group_messages(&gid, &ms).await?;
+                self.flush_welcome_outbox(&gid).await?;
+                self.publish_outbox(&gid).await?;
+            } else {
+                self.sync_group(&gid).await?;
+                synced.insert(gid.clone());
+            }
+            sync_group |= self.is_sync_group(&gid)?;
+        }
+        Ok(sync_group)
+    }
+
     async fn worker_loop(&self) {
         loop {
             if let Err(e) = self.follow().await {
@@ -108,6 +145,8 @@ impl Client {
         }
         let deadline = tokio::time::sleep(FALLBACK_SYNC);
         tokio::pin!(deadline);
+        // Groups synced from their cursor since the subscription began.
+        let mut synced = HashSet::new();
         loop {
             tokio::select! {
                 _ = &mut deadline => return Ok(()),
@@ -121,10 +160,30 @@ impl Client {
                 }
                 m = messages.next() => {
                     let m = m.ok_or_else(|| ferry_transport::TransportError::Closed("messages".into()))??;
-                    // Apply in order: whatever came before it too.
-                    self.sync_group(&m.group_id).await?;
+                    // What else has arrived already goes with it: one transaction per group
+                    // and batch instead of one per message.
+                    let mut batch = vec![m];
+                    let mut broken = None;
+                    while batch.len() < PUSH_BATCH {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(m))) => batch.push(m),
+                            Some(Some(Err(e))) => {
+                                broken = Some(e);
+                                break;
+                            }
+                            Some(None) => {
+                                broken = Some(ferry_transport::TransportError::Closed("messages".into()));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    let sync_group_touched = self.apply_pushed(batch, &mut synced).await?;
+                    if let Some(e) = broken {
+                        return Err(e.into());
+                    }
                     // The sync group: answer requests and import replies at once.
-                    if self.is_sync_group(&m.group_id)? {
+                    if sync_group_touched {
                         if let Err(e) = self.process_sync_messages().await {
                             tracing::warn!(error = %e, "history sync step failed");
                         }

@@ -75,8 +75,25 @@ impl Group {
     }
 
     /// Sends any content (an [`Envelope`]: content type, bytes and fallback text); returns
-    /// the message's id (the same on every installation).
+    /// the message's id (the same on every installation) once the node has it.
+    ///
+    /// Sends may overlap (say, several futures joined): each is encrypted and queued in the
+    /// order the calls reach this point, and the group's outbox goes to the node in that
+    /// order, in batches, so many sends in flight cost one round trip per batch.
     pub async fn send(&self, env: Envelope) -> Result<Vec<u8>> {
+        let id = self.send_optimistic(env).await?;
+        // Publish (no store lock held over the network), after anything still waiting in
+        // this group's outbox. On failure the message stays unpublished and goes out with
+        // the next send or sync: the same ciphertext, so members see it once whatever
+        // happens (a node that stored it but could not answer included).
+        self.client.publish_outbox(&self.id).await?;
+        Ok(id)
+    }
+
+    /// [`send`](Self::send) without waiting for the node: the message is encrypted, stored
+    /// (delivery status unpublished) and queued; [`publish_messages`](Self::publish_messages),
+    /// the next send or the next sync publishes it. Returns its id.
+    pub async fn send_optimistic(&self, env: Envelope) -> Result<Vec<u8>> {
         let c = self.require_active()?;
         if self
             .client
@@ -149,12 +166,19 @@ impl Group {
         };
         let id = m.id.clone();
         client.emit(vec![Event::Message(m)]);
-        // 2. Publish (no store lock held over the network), after anything still waiting in
-        //    this group's outbox. On failure the message stays unpublished and goes out with
-        //    the next send or sync: the same ciphertext, so members see it once whatever
-        //    happens (a node that stored it but could not answer included).
-        client.publish_outbox(&self.id).await?;
         Ok(id)
+    }
+
+    /// [`send_optimistic`](Self::send_optimistic) of a text message.
+    pub async fn send_text_optimistic(&self, text: &str) -> Result<Vec<u8>> {
+        self.send_optimistic(text_envelope(text, crate::now_ns()))
+            .await
+    }
+
+    /// Publishes every message of this conversation still waiting for the node (sent
+    /// optimistically, or left by a node that was down), oldest first; returns how many.
+    pub async fn publish_messages(&self) -> Result<u64> {
+        self.client.publish_outbox(&self.id).await
     }
 
     /// Fetches and applies what the node has for this conversation (for a DM: each of its
