@@ -229,6 +229,28 @@ struct Inner {
     /// One publisher per group at a time: concurrent sends queue in the outbox and go out
     /// together, in outbox order, with the next publish (held over the network call).
     publish_locks: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sends waiting to be encrypted, per group (see `Group::send_optimistic`).
+    send_queues: Mutex<HashMap<Vec<u8>, Arc<SendQueue>>>,
+}
+
+/// A send waiting for its group's next encryption batch, with where its answer goes.
+pub(crate) type QueuedSend = (
+    ferry_proto::message::Envelope,
+    tokio::sync::oneshot::Sender<Result<ferry_store::Message>>,
+);
+
+/// One group's sends in flight: queued in call order, encrypted by batches in that order.
+#[derive(Default)]
+pub(crate) struct SendQueue {
+    pub(crate) pending: Mutex<Vec<QueuedSend>>,
+    /// Held from taking the queue to the batch's commit.
+    pub(crate) encrypting: Mutex<()>,
+}
+
+/// A std mutex's guard, poisoned or not (what it guards stays consistent: every writer
+/// under it finishes its step or rolls back in the store).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Settings keys (the store's `settings` table).
@@ -543,6 +565,7 @@ impl Client {
             history_lock: tokio::sync::Mutex::new(()),
             apply_lock: Mutex::new(()),
             publish_locks: Mutex::new(HashMap::new()),
+            send_queues: Mutex::new(HashMap::new()),
         };
         // The signature key must be there; it signs every call to the node.
         let client = Client {
@@ -675,6 +698,14 @@ impl Client {
 
     fn credential(&self) -> Vec<u8> {
         credential(&self.inner.inbox_id, &self.inner.installation_id)
+    }
+
+    /// The send queue of a group.
+    pub(crate) fn send_queue(&self, group_id: &[u8]) -> Arc<SendQueue> {
+        lock(&self.inner.send_queues)
+            .entry(group_id.to_vec())
+            .or_default()
+            .clone()
     }
 
     fn mls_identity(&self, provider: &Provider<'_>) -> Result<Identity> {

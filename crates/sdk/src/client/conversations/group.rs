@@ -104,69 +104,140 @@ impl Group {
                 tracing::warn!(error = %e, "member check before sending failed");
             }
         }
+        // Sends in flight together are encrypted together: queued in call order, then the
+        // first to run takes the queue and encrypts it in one transaction (the group loaded
+        // once, one commit), in that order.
+        let queue = self.client.send_queue(&self.id);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&queue.pending).push((env, tx));
+        tokio::task::yield_now().await;
+        {
+            // Held from taking the queue to its commit: batches go in the order taken.
+            let _one_batch = lock(&queue.encrypting);
+            let batch = std::mem::take(&mut *lock(&queue.pending));
+            if !batch.is_empty() {
+                self.encrypt_queued(&c, batch);
+            }
+        }
+        let m = rx
+            .await
+            .map_err(|_| Error::InvalidArgument("the send was abandoned".into()))??;
+        Ok(m.id)
+    }
+
+    /// Encrypts queued sends in one transaction, each in a savepoint of its own (one that
+    /// fails undoes only itself); answers each, and reports the messages in order. When the
+    /// transaction itself fails, each send is tried alone, so each gets its own answer.
+    fn encrypt_queued(&self, c: &ferry_store::Conversation, batch: Vec<QueuedSend>) {
         let client = &self.client;
-        // 1. Encrypt and keep, in one transaction: the ratchet step (a generation used once is
-        //    never used again), the sender's own copy (unpublished until the node has it) with
-        //    the id every member derives, and the ciphertext in the group's send outbox.
-        let m = {
+        let results = {
             let store = client.store();
             let provider = Provider::new(store.conn());
-            let identity = client.mls_identity(&provider)?;
-            provider.transaction(|p| -> Result<Message> {
-                let mut group = ferry_mls::load_group(p, &self.id)?
-                    .ok_or_else(|| Error::NoSuchConversation(hex::encode(&self.id)))?;
-                let mut env = env;
-                if env.idempotency_key.is_none() {
-                    let mut key = vec![0u8; 16];
-                    rand::thread_rng().fill_bytes(&mut key);
-                    env.idempotency_key = Some(key);
-                }
-                let plaintext = env.encode_to_vec();
-                let data = ferry_mls::encrypt(&mut group, p, &identity, &plaintext)?;
-                let id =
-                    application_message_id(&self.id, &client.inner.installation_id, &plaintext);
-                store.sent_message_put(
-                    &self.id,
-                    &message_id(&self.id, &data),
-                    &SentMessage {
-                        message_id: id.clone(),
-                        plaintext,
-                        epoch: ferry_mls::epoch(&group),
-                    },
-                )?;
-                let m = envelope_message(
-                    id.clone(),
-                    &self.id,
-                    &client.inner.inbox_id,
-                    &client.inner.installation_id,
-                    env,
-                    DeliveryStatus::Unpublished,
-                );
-                store.insert_message(&m)?;
-                store.send_outbox_push(&self.id, &id, &data)?;
-                let hex_id = hex::encode(&c.id);
-                if c.kind != ConversationKind::Sync
-                    && store
-                        .consent(ConsentEntity::Conversation, &hex_id)?
-                        .map(|r| r.state)
-                        != Some(ConsentState::Allowed)
-                {
-                    // Writing in a conversation allows it, on every installation of the inbox.
-                    let record = ConsentRecord {
-                        entity_type: ConsentEntity::Conversation,
-                        entity: hex_id,
-                        state: ConsentState::Allowed,
-                        updated_at_ns: crate::now_ns(),
+            client.mls_identity(&provider).and_then(|identity| {
+                provider.transaction(|p| -> Result<Vec<Result<Message>>> {
+                    let load = || {
+                        ferry_mls::load_group(p, &self.id)?
+                            .ok_or_else(|| Error::NoSuchConversation(hex::encode(&self.id)))
                     };
-                    store.set_consent(&record)?;
-                    Client::queue_consent(&store, &record)?;
-                }
-                Ok(m)
-            })?
+                    let mut group = load()?;
+                    let mut out = Vec::with_capacity(batch.len());
+                    for (env, _) in &batch {
+                        let r = p.savepoint(|| {
+                            self.encrypt_one(&store, p, &mut group, &identity, c, env.clone())
+                        });
+                        if r.is_err() {
+                            // Rolled back: the group in memory went ahead of the disk.
+                            group = load()?;
+                        }
+                        out.push(r);
+                    }
+                    Ok(out)
+                })
+            })
         };
-        let id = m.id.clone();
-        client.emit(vec![Event::Message(m)]);
-        Ok(id)
+        match results {
+            Ok(results) => {
+                let events = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .map(|m| Event::Message(m.clone()))
+                    .collect();
+                client.emit(events);
+                for ((_, tx), r) in batch.into_iter().zip(results) {
+                    let _ = tx.send(r);
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, tx)) = batch.into_iter().next() {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for item in batch {
+                    self.encrypt_queued(c, vec![item]);
+                }
+            }
+        }
+    }
+
+    /// One send, inside the batch's transaction: the ratchet step (a generation used once is
+    /// never used again), the sender's own copy (unpublished until the node has it) with the
+    /// id every member derives, and the ciphertext in the group's send outbox.
+    fn encrypt_one(
+        &self,
+        store: &ferry_store::Store,
+        p: &Provider<'_>,
+        group: &mut ferry_mls::MlsGroup,
+        identity: &ferry_mls::Identity,
+        c: &ferry_store::Conversation,
+        env: Envelope,
+    ) -> Result<Message> {
+        let mut env = env;
+        if env.idempotency_key.is_none() {
+            let mut key = vec![0u8; 16];
+            rand::thread_rng().fill_bytes(&mut key);
+            env.idempotency_key = Some(key);
+        }
+        let plaintext = env.encode_to_vec();
+        let data = ferry_mls::encrypt(group, p, identity, &plaintext)?;
+        let id = application_message_id(&self.id, &self.client.inner.installation_id, &plaintext);
+        store.sent_message_put(
+            &self.id,
+            &message_id(&self.id, &data),
+            &SentMessage {
+                message_id: id.clone(),
+                plaintext,
+                epoch: ferry_mls::epoch(group),
+            },
+        )?;
+        let m = envelope_message(
+            id.clone(),
+            &self.id,
+            &self.client.inner.inbox_id,
+            &self.client.inner.installation_id,
+            env,
+            DeliveryStatus::Unpublished,
+        );
+        store.insert_message(&m)?;
+        store.send_outbox_push(&self.id, &id, &data)?;
+        let hex_id = hex::encode(&c.id);
+        if c.kind != ConversationKind::Sync
+            && store
+                .consent(ConsentEntity::Conversation, &hex_id)?
+                .map(|r| r.state)
+                != Some(ConsentState::Allowed)
+        {
+            // Writing in a conversation allows it, on every installation of the inbox.
+            let record = ConsentRecord {
+                entity_type: ConsentEntity::Conversation,
+                entity: hex_id,
+                state: ConsentState::Allowed,
+                updated_at_ns: crate::now_ns(),
+            };
+            store.set_consent(&record)?;
+            Client::queue_consent(store, &record)?;
+        }
+        Ok(m)
     }
 
     /// [`send_optimistic`](Self::send_optimistic) of a text message.

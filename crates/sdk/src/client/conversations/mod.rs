@@ -14,7 +14,9 @@ use prost::Message as _;
 use rand::RngCore;
 use serde::Serialize;
 
-use super::{application_message_id, message_id, parse_credential, Client, Event};
+use super::{
+    application_message_id, lock, message_id, parse_credential, Client, Event, QueuedSend,
+};
 use crate::{Error, Result};
 
 mod group;
