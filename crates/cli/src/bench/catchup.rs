@@ -129,7 +129,7 @@ fn shape(
     };
     let sender = Client::create(opts("sender"))?.client;
     let receiver_home = dir.path().join("receiver");
-    let receiver_inbox = {
+    {
         let receiver = Client::create(opts("receiver"))?.client;
         let inbox = receiver.inbox_id().to_string();
         let mut groups = Vec::new();
@@ -153,9 +153,7 @@ fn shape(
                 }
             }
         }
-        inbox
-    };
-    let _ = receiver_inbox;
+    }
     let exe = std::env::current_exe()?;
     // A profiler around the catch-up alone: FERRY_BENCH_WRAP="perf record -g -o /tmp/p.data".
     let wrap = std::env::var("FERRY_BENCH_WRAP").unwrap_or_default();

@@ -319,14 +319,10 @@ impl Client {
     /// finds another publishing waits for it, and then usually finds its own message gone
     /// out with that batch. Returns how many went out.
     pub(crate) async fn publish_outbox(&self, group_id: &[u8]) -> Result<u64> {
-        let lock = {
-            let mut locks = self
-                .inner
-                .publish_locks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            locks.entry(group_id.to_vec()).or_default().clone()
-        };
+        let lock = super::lock(&self.inner.publish_locks)
+            .entry(group_id.to_vec())
+            .or_default()
+            .clone();
         let _one_publisher = lock.lock().await;
         let mut sent = 0;
         loop {
