@@ -109,10 +109,15 @@ enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: String,
-        /// The node's SQLite file (default: node.db in the node's data folder, which it names
-        /// when it starts: $FERRY_NODE_DATA, else ~/.ferry-node).
+        /// Where the node keeps its data: a SQLite file (default: node.db in the node's data
+        /// folder, which it names when it starts: $FERRY_NODE_DATA, else ~/.ferry-node), or a
+        /// PostgreSQL URL (postgres://user@host:port/db) that several node processes
+        /// (replicas) may share.
         #[arg(long, conflicts_with = "in_memory")]
-        db: Option<PathBuf>,
+        db: Option<String>,
+        /// Connections to PostgreSQL this process keeps open at most (with a postgres:// --db).
+        #[arg(long, default_value_t = ferry_node::DEFAULT_POOL_SIZE)]
+        pool_size: u32,
         /// Keep everything in memory (lost when the node stops; for tests and demos).
         #[arg(long)]
         in_memory: bool,
@@ -235,11 +240,12 @@ fn main() {
         Command::Node {
             listen,
             db,
+            pool_size,
             in_memory,
             tls,
             limits,
         } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key)
-            .and_then(|tls| msg_cmd::node(listen, db, in_memory, tls, limits.into())),
+            .and_then(|tls| msg_cmd::node(listen, db, pool_size, in_memory, tls, limits.into())),
         Command::HistoryServer {
             listen,
             dir,

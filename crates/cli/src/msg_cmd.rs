@@ -478,14 +478,20 @@ pub fn server_tls(
 /// `--in-memory` keeps it in memory. The second line of output says where it is.
 pub fn node(
     listen: String,
-    db: Option<PathBuf>,
+    db: Option<String>,
+    pool_size: u32,
     in_memory: bool,
     tls: Option<ferry_node::ServerTls>,
     limits: ferry_node::RateLimits,
 ) -> Result<()> {
     let db = match (db, in_memory) {
-        (_, true) => None,
-        (Some(db), false) => Some(db),
+        (_, true) => ferry_node::Database::Memory,
+        (Some(db), false) => match ferry_node::Database::parse(&db) {
+            ferry_node::Database::Postgres { url, .. } => {
+                ferry_node::Database::Postgres { url, pool_size }
+            }
+            other => other,
+        },
         (None, false) => {
             let dir = match std::env::var_os("FERRY_NODE_DATA") {
                 Some(d) => PathBuf::from(d),
@@ -497,13 +503,10 @@ pub fn node(
             };
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create node data folder {}: {e}", dir.display()))?;
-            Some(dir.join("node.db"))
+            ferry_node::Database::Sqlite(dir.join("node.db"))
         }
     };
-    let where_ = match &db {
-        Some(p) => format!("data in {}", p.display()),
-        None => "data in memory (lost when the node stops)".to_string(),
-    };
+    let where_ = format!("data in {}", db.describe());
     let running = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen,
         db,

@@ -41,7 +41,6 @@ mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,8 +59,8 @@ pub use service::{
     MAX_MESSAGE_BYTES, MAX_PAGE_BYTES, MAX_QUERY_LIMIT,
 };
 pub use storage::{
-    InstallationChange, InstallationRecord, NodeStorage, SqliteStorage, StorageError,
-    SCHEMA_VERSION,
+    Database, DbError, InstallationChange, InstallationRecord, NodeStorage, PostgresStorage,
+    SqliteStorage, StorageError, DEFAULT_POOL_SIZE, POSTGRES_MIGRATIONS, SCHEMA_VERSION,
 };
 
 /// Why the node could not start or stopped with an error.
@@ -112,19 +111,14 @@ impl NodeError {
     }
 }
 
-impl From<rusqlite::Error> for NodeError {
-    fn from(e: rusqlite::Error) -> Self {
-        NodeError::Storage(StorageError::Sqlite(e))
-    }
-}
-
 /// Where a [`RunningNode`] listens and keeps its data.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// Address to listen on, e.g. `"127.0.0.1:0"` for any free port.
     pub listen: String,
-    /// SQLite database file; `None` keeps everything in memory.
-    pub db: Option<PathBuf>,
+    /// Where the node keeps its data: memory, a SQLite file, or a PostgreSQL database
+    /// shared with other replicas.
+    pub db: Database,
     /// Serve gRPC over TLS with this certificate chain and key (PEM files, read at start);
     /// `None` serves plain HTTP/2.
     pub tls: Option<ServerTls>,
@@ -136,7 +130,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             listen: "127.0.0.1:0".to_string(),
-            db: None,
+            db: Database::Memory,
             tls: None,
             access: AccessPolicy::default(),
         }
@@ -253,10 +247,7 @@ impl RunningNode {
             None => None,
         };
         let tls = acceptor.is_some();
-        let storage: Arc<dyn NodeStorage> = match &config.db {
-            Some(path) => Arc::new(SqliteStorage::open(path)?),
-            None => Arc::new(SqliteStorage::in_memory()?),
-        };
+        let storage = config.db.open()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ferry-node-worker")
@@ -397,14 +388,12 @@ mod tests {
             source: std::io::Error::new(std::io::ErrorKind::Interrupted, "x"),
         };
         assert!(interrupted.is_retryable());
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
-        assert!(NodeError::from(busy).is_retryable());
+        let busy = DbError::new("sqlite", true, "database is locked");
+        assert!(NodeError::Storage(busy.into()).is_retryable());
         let newer = NodeError::Storage(StorageError::UnsupportedVersion {
-            path: PathBuf::from("node.db"),
+            location: "node.db".into(),
             found: 99,
+            known: SCHEMA_VERSION,
         });
         assert!(!newer.is_retryable());
     }

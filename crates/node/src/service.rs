@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_identity::InboxState;
 use ferry_proto::identity::{unsigned_identity_update::Action, UnsignedIdentityUpdate};
@@ -56,7 +56,7 @@ impl NodeService {
         policy: AccessPolicy,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        NodeService {
+        let service = NodeService {
             storage,
             write_order: Arc::new(Mutex::new(())),
             group_messages: broadcast::channel(SUBSCRIBER_BUFFER).0,
@@ -64,6 +64,62 @@ impl NodeService {
             shutdown,
             limiter: Limiter::new(policy.limits),
             policy,
+        };
+        if service.storage.is_shared() {
+            service.start_feed();
+        }
+        service
+    }
+
+    /// Over a shared storage, subscribers are fed from what the database has committed, by
+    /// whichever replica: a thread waits for the storage's write notifications (or a poll
+    /// interval) and relays every group message and welcome after the last one it relayed,
+    /// in sequence-id order. It stops when the node shuts down.
+    fn start_feed(&self) {
+        let storage = Arc::clone(&self.storage);
+        let group_messages = self.group_messages.clone();
+        let welcomes = self.welcomes.clone();
+        let shutdown = self.shutdown.clone();
+        // Read the heads before the node serves anything, so that nothing stored after a
+        // subscription is taken for old. (On a thread of its own: a blocking database client
+        // may not run on an async runtime's thread.)
+        let initial = {
+            let storage = Arc::clone(&storage);
+            std::thread::spawn(move || storage.heads())
+                .join()
+                .ok()
+                .and_then(|h| h.ok())
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ferry-node-feed".into())
+            .spawn(move || {
+                let mut heads = initial;
+                while !*shutdown.borrow() {
+                    let (m, w) = match heads {
+                        Some(h) => h,
+                        None => match storage.heads() {
+                            Ok(h) => h,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "feed: cannot read the heads");
+                                std::thread::sleep(FEED_POLL);
+                                continue;
+                            }
+                        },
+                    };
+                    match relay_after(&*storage, m, w, &group_messages, &welcomes) {
+                        Ok(h) => heads = Some(h),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "feed: cannot read new rows");
+                            heads = Some((m, w));
+                        }
+                    }
+                    if let Err(e) = storage.wait_for_writes(FEED_POLL) {
+                        tracing::debug!(error = %e, "feed: waiting for writes failed");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the feed thread; pushes will not be relayed");
         }
     }
 
@@ -137,6 +193,12 @@ impl NodeService {
         let order = Arc::clone(&self.write_order);
         let sender = sender.clone();
         self.blocking(move |storage| {
+            if storage.is_shared() {
+                // The feed relays it, once committed (in the database's order, with what
+                // other replicas stored).
+                let stored = insert(storage, &inputs, now_ns()).map_err(storage_status)?;
+                return Ok(stored.iter().map(HasSequenceId::sequence_id).collect());
+            }
             let _order = order.lock().unwrap_or_else(|e| e.into_inner());
             let stored = insert(storage, &inputs, now_ns()).map_err(storage_status)?;
             let ids = stored.iter().map(HasSequenceId::sequence_id).collect();
@@ -147,6 +209,17 @@ impl NodeService {
             Ok(ids)
         })
         .await
+    }
+
+    /// Over a shared storage, what was committed when a subscription starts (the feed may
+    /// still relay some of it; a subscriber gets only what is stored after it subscribed,
+    /// as over a storage of its own). Zeros otherwise.
+    async fn committed_heads(&self) -> Result<(u64, u64), Status> {
+        if !self.storage.is_shared() {
+            return Ok((0, 0));
+        }
+        self.blocking(|storage| storage.heads().map_err(storage_status))
+            .await
     }
 
     /// A stream of what `sender` relays from now on, filtered by `wanted`.
@@ -169,6 +242,44 @@ impl NodeService {
             done: false,
         })
     }
+}
+
+/// How often the feed looks for new rows when no notification came.
+const FEED_POLL: Duration = Duration::from_millis(500);
+/// Rows the feed reads per query.
+const FEED_PAGE: u32 = 1000;
+
+/// Relays every group message after `m` and welcome after `w`; returns the new heads.
+fn relay_after(
+    storage: &dyn NodeStorage,
+    mut m: u64,
+    mut w: u64,
+    group_messages: &broadcast::Sender<Arc<GroupMessage>>,
+    welcomes: &broadcast::Sender<Arc<Welcome>>,
+) -> Result<(u64, u64), StorageError> {
+    loop {
+        let page = storage.group_messages_after(m, FEED_PAGE)?;
+        let full = page.len() == FEED_PAGE as usize;
+        for item in page {
+            m = item.sequence_id;
+            let _ = group_messages.send(Arc::new(item));
+        }
+        if !full {
+            break;
+        }
+    }
+    loop {
+        let page = storage.welcomes_after(w, FEED_PAGE)?;
+        let full = page.len() == FEED_PAGE as usize;
+        for item in page {
+            w = item.sequence_id;
+            let _ = welcomes.send(Arc::new(item));
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok((m, w))
 }
 
 trait HasSequenceId {
@@ -552,8 +663,9 @@ impl Node for NodeService {
         .await?;
         let groups: HashSet<Vec<u8>> = request.into_inner().group_ids.into_iter().collect();
         check_id_count(groups.len())?;
+        let (floor, _) = self.committed_heads().await?;
         let stream = self.subscribe(&self.group_messages, move |m: &GroupMessage| {
-            groups.contains(&m.group_id)
+            m.sequence_id > floor && groups.contains(&m.group_id)
         });
         Ok(Response::new(stream))
     }
@@ -636,8 +748,9 @@ impl Node for NodeService {
         .await?;
         let installation_id = request.into_inner().installation_id;
         check_installation_id(&installation_id)?;
+        let (_, floor) = self.committed_heads().await?;
         let stream = self.subscribe(&self.welcomes, move |w: &Welcome| {
-            w.installation_id == installation_id
+            w.sequence_id > floor && w.installation_id == installation_id
         });
         Ok(Response::new(stream))
     }

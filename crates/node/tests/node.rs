@@ -1,10 +1,10 @@
 //! The node over gRPC: a real `RunningNode` on 127.0.0.1 and the generated tonic client.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_identity::{Account, InboxState, KeyPair};
-use ferry_node::{AccessPolicy, NodeConfig, NodeError, RunningNode, StorageError};
+use ferry_node::{AccessPolicy, Database, NodeConfig, NodeError, RunningNode, StorageError};
 use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::node_client::NodeClient;
 use ferry_proto::node::*;
@@ -16,7 +16,77 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A node that serves unsigned calls: these tests are about storage, ordering and relaying
 /// and drive the API with made-up key packages and messages; access control (signatures,
 /// key-package checks, rate limits) has its own suite, tests/access.rs.
-async fn start(db: Option<PathBuf>) -> RunningNode {
+/// Every test of this suite runs on both storage backends: SQLite (in memory, or a file when
+/// a test restarts the node) and PostgreSQL (a throwaway cluster started by the tests, one
+/// database per test).
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A new, empty database that outlives a node (SQLite: a file in `dir`).
+    async fn database(self, dir: &Path) -> Database {
+        match self {
+            Backend::Sqlite => Database::Sqlite(dir.join("node.db")),
+            Backend::Postgres => tokio::task::spawn_blocking(|| {
+                Database::parse(&ferry_testkit::Postgres::shared().fresh_database())
+            })
+            .await
+            .unwrap(),
+        }
+    }
+
+    /// A node on a new, empty database of this backend.
+    async fn start(self) -> RunningNode {
+        let db = match self {
+            Backend::Sqlite => Database::Memory,
+            Backend::Postgres => self.database(Path::new("")).await,
+        };
+        start(db).await
+    }
+}
+
+/// Runs each named test body once per backend, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    identity_log_accepts_valid_updates_in_order,
+    forged_account_signature_is_refused,
+    add_without_installation_signature_is_refused,
+    replayed_update_and_unknown_inbox_are_refused,
+    key_packages_regular_once_then_last_resort,
+    group_messages_get_increasing_ids_and_page_in_order,
+    rival_commits_for_an_epoch_are_kept_in_arrival_order,
+    subscription_sees_new_messages_of_its_groups_only,
+    welcomes_are_stored_queried_and_relayed_per_installation,
+    restart_on_the_same_database_keeps_everything,
+    stop_is_prompt_with_a_subscription_open,
+    lagging_subscriber_is_told_to_requery,
+    pages_are_capped_by_bytes_so_large_messages_still_page,
+);
+
+async fn start(db: Database) -> RunningNode {
     tokio::task::spawn_blocking(move || {
         RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
@@ -185,9 +255,8 @@ async fn next_item<T>(stream: &mut Streaming<T>) -> Result<Option<T>, Status> {
         .expect("stream item within the timeout")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_log_accepts_valid_updates_in_order() {
-    let node = start(None).await;
+async fn identity_log_accepts_valid_updates_in_order(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let mut inbox = Inbox::new();
     let (a, b) = (KeyPair::generate(), KeyPair::generate());
@@ -216,9 +285,8 @@ async fn identity_log_accepts_valid_updates_in_order() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_account_signature_is_refused() {
-    let node = start(None).await;
+async fn forged_account_signature_is_refused(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let inbox = Inbox::new();
     publish(&mut c, &inbox.log[0]).await.unwrap();
@@ -243,9 +311,8 @@ async fn forged_account_signature_is_refused() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_without_installation_signature_is_refused() {
-    let node = start(None).await;
+async fn add_without_installation_signature_is_refused(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let mut inbox = Inbox::new();
     publish(&mut c, &inbox.log[0]).await.unwrap();
@@ -266,9 +333,8 @@ async fn add_without_installation_signature_is_refused() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replayed_update_and_unknown_inbox_are_refused() {
-    let node = start(None).await;
+async fn replayed_update_and_unknown_inbox_are_refused(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let mut inbox = Inbox::new();
     let add = inbox.add(&KeyPair::generate());
@@ -299,9 +365,8 @@ async fn replayed_update_and_unknown_inbox_are_refused() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_packages_regular_once_then_last_resort() {
-    let node = start(None).await;
+async fn key_packages_regular_once_then_last_resort(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
 
     let stranger = KeyPair::generate();
@@ -354,9 +419,8 @@ async fn key_packages_regular_once_then_last_resort() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_messages_get_increasing_ids_and_page_in_order() {
-    let node = start(None).await;
+async fn group_messages_get_increasing_ids_and_page_in_order(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
 
     let mut ids = send(&mut c, vec![msg(b"a", b"a0", None), msg(b"b", b"b0", None)])
@@ -414,9 +478,8 @@ async fn group_messages_get_increasing_ids_and_page_in_order() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rival_commits_for_an_epoch_are_kept_in_arrival_order() {
-    let node = start(None).await;
+async fn rival_commits_for_an_epoch_are_kept_in_arrival_order(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let first = send(&mut c, vec![msg(b"g", b"commit-e1", Some(1))])
         .await
@@ -438,9 +501,8 @@ async fn rival_commits_for_an_epoch_are_kept_in_arrival_order() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscription_sees_new_messages_of_its_groups_only() {
-    let node = start(None).await;
+async fn subscription_sees_new_messages_of_its_groups_only(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     send(&mut c, vec![msg(b"mine", b"before", None)])
         .await
@@ -483,9 +545,8 @@ async fn subscription_sees_new_messages_of_its_groups_only() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn welcomes_are_stored_queried_and_relayed_per_installation() {
-    let node = start(None).await;
+async fn welcomes_are_stored_queried_and_relayed_per_installation(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let (me, them) = (
         KeyPair::generate().public_key(),
@@ -573,13 +634,12 @@ async fn welcomes_are_stored_queried_and_relayed_per_installation() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_on_the_same_database_keeps_everything() {
+async fn restart_on_the_same_database_keeps_everything(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("node.db");
+    let db = backend.database(dir.path()).await;
     let installation = KeyPair::generate().public_key();
 
-    let node = start(Some(db.clone())).await;
+    let node = start(db.clone()).await;
     let mut c = client(&node).await;
     let (inbox, _) = registered_installation(&mut c).await;
     let first_ids = send(
@@ -599,7 +659,7 @@ async fn restart_on_the_same_database_keeps_everything() {
     drop(c);
     stop(node).await;
 
-    let node = start(Some(db)).await;
+    let node = start(db).await;
     let mut c = client(&node).await;
     assert_eq!(log_of(&mut c, &inbox.id()).await, inbox.log);
     let stored = query(&mut c, b"g", 0, 0).await.messages;
@@ -636,9 +696,8 @@ async fn restart_on_the_same_database_keeps_everything() {
     stop(node).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_is_prompt_with_a_subscription_open() {
-    let node = start(None).await;
+async fn stop_is_prompt_with_a_subscription_open(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let mut groups = c
         .subscribe_group_messages(SubscribeGroupMessagesRequest {
@@ -680,9 +739,8 @@ async fn stop_is_prompt_with_a_subscription_open() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_subscriber_is_told_to_requery() {
-    let node = start(None).await;
+async fn lagging_subscriber_is_told_to_requery(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let mut sub = c
         .subscribe_group_messages(SubscribeGroupMessagesRequest {
@@ -721,7 +779,7 @@ fn start_errors_name_the_address_and_the_path() {
     let first = RunningNode::start(NodeConfig::default()).unwrap();
     let err = RunningNode::start(NodeConfig {
         listen: first.addr().to_string(),
-        db: None,
+        db: ferry_node::Database::Memory,
         ..Default::default()
     })
     .unwrap_err();
@@ -733,7 +791,7 @@ fn start_errors_name_the_address_and_the_path() {
     let path = dir.path().join("missing-dir").join("node.db");
     let err = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: Some(path.clone()),
+        db: ferry_node::Database::Sqlite(path.clone()),
         ..Default::default()
     })
     .unwrap_err();
@@ -745,11 +803,33 @@ fn start_errors_name_the_address_and_the_path() {
         err.to_string().contains(&path.display().to_string()),
         "{err}"
     );
+
+    // PostgreSQL that does not answer: a typed error naming the URL, without its password.
+    let port = ferry_testkit::free_port();
+    let err = RunningNode::start(NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        db: Database::Postgres {
+            url: format!("postgres://ferry:secret@127.0.0.1:{port}/ferry?connect_timeout=2"),
+            pool_size: 2,
+        },
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, NodeError::Storage(StorageError::Open { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+    assert!(
+        err.is_retryable(),
+        "an unreachable database may come back: {err:?}"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_are_capped_by_bytes_so_large_messages_still_page() {
-    let node = start(None).await;
+async fn pages_are_capped_by_bytes_so_large_messages_still_page(backend: Backend) {
+    let node = backend.start().await;
     let mut c = client(&node).await;
     let big = vec![7u8; 3 << 20];
     for _ in 0..3 {

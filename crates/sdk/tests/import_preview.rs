@@ -679,7 +679,7 @@ fn client_previews_its_inbox_archive_and_refuses_another_inbox_archive() {
     use ferry_sdk::{AccountKey, ClientOptions, GroupOptions};
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: None,
+        db: ferry_node::Database::Memory,
         ..Default::default()
     })
     .unwrap();

@@ -33,7 +33,9 @@ impl Net {
         let db = on_disk.then(|| dir.path().join("node.db"));
         let node = RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
-            db: db.clone(),
+            db: db
+                .clone()
+                .map_or(ferry_node::Database::Memory, ferry_node::Database::Sqlite),
             ..Default::default()
         })
         .unwrap();
@@ -652,7 +654,7 @@ fn a_node_restart_mid_conversation_loses_nothing() {
     );
     let node = RunningNode::start(NodeConfig {
         listen: addr.to_string(),
-        db,
+        db: db.map_or(ferry_node::Database::Memory, ferry_node::Database::Sqlite),
         ..Default::default()
     })
     .unwrap();

@@ -25,7 +25,7 @@ impl Net {
         Net {
             node: RunningNode::start(NodeConfig {
                 listen: "127.0.0.1:0".into(),
-                db: None,
+                db: ferry_node::Database::Memory,
                 ..Default::default()
             })
             .unwrap(),

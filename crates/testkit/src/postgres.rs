@@ -103,6 +103,48 @@ impl Postgres {
         pg
     }
 
+    /// One cluster for the whole test process, started on first use; each test makes its own
+    /// database in it ([`Postgres::create_database`], or [`Postgres::fresh_database`]). A
+    /// watcher process stops the cluster and removes its folder once the test process has
+    /// exited (statics are never dropped).
+    pub fn shared() -> &'static Postgres {
+        static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let pg = Postgres::start();
+            let stop = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+                pid = std::process::id(),
+                runas = if pg.run_as.is_some() { "runuser -u postgres -- " } else { "" },
+                pg_ctl = pg.bin.join("pg_ctl").display(),
+                data = pg.data.display(),
+                dir = pg._dir.path().display(),
+            );
+            // Not waited for: it outlives this process on purpose.
+            #[allow(clippy::zombie_processes)]
+            let _ = Command::new("sh")
+                .args(["-c", &stop])
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the PostgreSQL watcher");
+            pg
+        })
+    }
+
+    /// A new empty database with a unique name; returns its URL.
+    pub fn fresh_database(&self) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        self.create_database(&name)
+    }
+
     /// The connection URL of database `ferry`.
     pub fn url(&self) -> String {
         self.url_of("ferry")

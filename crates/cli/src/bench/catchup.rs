@@ -114,7 +114,7 @@ fn shape(
         .tempdir()?;
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: Some(dir.path().join("node.db")),
+        db: ferry_node::Database::Sqlite(dir.path().join("node.db")),
         access: ferry_node::AccessPolicy {
             authenticate: true,
             limits: ferry_node::RateLimits::unlimited(),

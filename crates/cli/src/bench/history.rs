@@ -38,7 +38,7 @@ pub fn run(messages: u64, conversations: u64, json: bool) -> Result<()> {
         .tempdir()?;
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: Some(dir.path().join("node.db")),
+        db: ferry_node::Database::Sqlite(dir.path().join("node.db")),
         ..Default::default()
     })?;
     let history =

@@ -201,7 +201,7 @@ pub(crate) fn measure(
         .tempdir()?;
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: Some(dir.path().join("node.db")),
+        db: ferry_node::Database::Sqlite(dir.path().join("node.db")),
         access,
         ..Default::default()
     })?;

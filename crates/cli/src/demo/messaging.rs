@@ -41,7 +41,7 @@ pub fn run(root: &Path) -> Result<()> {
     chapter("A1. A delivery node and a history server on loopback");
     let node = ferry_node::RunningNode::start(ferry_node::NodeConfig {
         listen: "127.0.0.1:0".into(),
-        db: Some(root.join("node.db")),
+        db: ferry_node::Database::Sqlite(root.join("node.db")),
         ..Default::default()
     })?;
     say(format!(

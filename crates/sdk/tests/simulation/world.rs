@@ -82,7 +82,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let node = RunningNode::start(NodeConfig {
             listen: "127.0.0.1:0".into(),
-            db: Some(dir.path().join("node.db")),
+            db: ferry_node::Database::Sqlite(dir.path().join("node.db")),
             ..Default::default()
         })
         .unwrap();
@@ -1076,7 +1076,7 @@ fn start_node(addr: std::net::SocketAddr, db: PathBuf) -> RunningNode {
     for _ in 0..50 {
         if let Ok(n) = RunningNode::start(NodeConfig {
             listen: addr.to_string(),
-            db: Some(db.clone()),
+            db: ferry_node::Database::Sqlite(db.clone()),
             ..Default::default()
         }) {
             return n;

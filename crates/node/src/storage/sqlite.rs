@@ -1,9 +1,6 @@
-//! What the node keeps: identity logs, key packages, group messages and welcomes.
-//!
-//! [`NodeStorage`] is synchronous; the server calls it from blocking tasks. [`SqliteStorage`]
-//! is the implementation the node ships with.
+//! [`NodeStorage`] in one SQLite file: the embedded default.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,6 +8,11 @@ use ferry_proto::identity::IdentityUpdate;
 use ferry_proto::node::{GroupMessage, GroupMessageInput, Welcome, WelcomeInput};
 use prost::Message;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use super::{
+    to_sql_id, DbError, InstallationChange, InstallationRecord, NodeStorage, StorageError,
+    NONCE_SWEEP_EVERY,
+};
 
 /// The schema version this code writes, kept in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -65,167 +67,6 @@ CREATE TABLE request_nonces (
 CREATE INDEX request_nonces_by_age ON request_nonces (seen_at_ns);
 ";
 
-/// How many remembered requests between two sweeps of the expired ones.
-const NONCE_SWEEP_EVERY: u64 = 1024;
-
-/// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// The database file could not be opened or initialised.
-    #[error("cannot open node database {}: {source}", path.display())]
-    Open {
-        /// The database file (`:memory:` for one in memory).
-        path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The database was written by a newer version of the node.
-    #[error("node database {} has schema version {found}; this node knows up to {SCHEMA_VERSION}", path.display())]
-    UnsupportedVersion {
-        /// The database file.
-        path: PathBuf,
-        /// The database's schema version.
-        found: i64,
-    },
-    /// Another update already holds this position of the inbox's log.
-    #[error("sequence {sequence} of inbox {inbox_id} is already taken")]
-    SequenceTaken {
-        /// The inbox.
-        inbox_id: String,
-        /// The position that is taken.
-        sequence: u64,
-    },
-    /// The installation was already added to an inbox (possibly another one).
-    #[error("installation {installation} already belongs to inbox {inbox_id}")]
-    InstallationTaken {
-        /// The installation (hex).
-        installation: String,
-        /// The inbox it belongs to.
-        inbox_id: String,
-    },
-    /// Stored data does not decode.
-    #[error("corrupt node database: {0}")]
-    Corrupt(String),
-    /// A query or write failed in SQLite.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-}
-
-impl StorageError {
-    /// Whether the same operation may succeed if made again later: SQLite found the database
-    /// busy or locked by another connection, or a concurrent identity update took the
-    /// position first (a lost race: read the log again and append after its new head). False
-    /// for a newer or corrupt database, an installation that belongs to an inbox already, and
-    /// other SQLite failures.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            StorageError::Open { source: e, .. } | StorageError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
-            StorageError::SequenceTaken { .. } => true,
-            StorageError::UnsupportedVersion { .. }
-            | StorageError::InstallationTaken { .. }
-            | StorageError::Corrupt(_) => false,
-        }
-    }
-}
-
-/// How an identity update changes the installation index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstallationChange {
-    /// The update adds this installation to its inbox.
-    Add(Vec<u8>),
-    /// The update revokes this installation.
-    Revoke(Vec<u8>),
-}
-
-/// An installation as the index knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallationRecord {
-    pub inbox_id: String,
-    pub revoked: bool,
-}
-
-/// The node's storage. Implementations must be safe to call from several threads.
-pub trait NodeStorage: Send + Sync + 'static {
-    /// The inbox's log in sequence order; empty when the inbox does not exist.
-    fn identity_log(&self, inbox_id: &str) -> Result<Vec<IdentityUpdate>, StorageError>;
-
-    /// Appends an already verified update at `sequence` and applies `change` to the
-    /// installation index, atomically. Fails with [`StorageError::SequenceTaken`] when the
-    /// position is taken and [`StorageError::InstallationTaken`] when an added installation
-    /// is already indexed.
-    fn append_identity_update(
-        &self,
-        inbox_id: &str,
-        sequence: u64,
-        update: &IdentityUpdate,
-        change: Option<&InstallationChange>,
-    ) -> Result<(), StorageError>;
-
-    /// The index entry of an installation, if it was ever added.
-    fn installation(
-        &self,
-        installation_id: &[u8],
-    ) -> Result<Option<InstallationRecord>, StorageError>;
-
-    /// Stores the installation's regular or last-resort key package, replacing the previous.
-    fn put_key_package(
-        &self,
-        installation_id: &[u8],
-        key_package: &[u8],
-        last_resort: bool,
-    ) -> Result<(), StorageError>;
-
-    /// Hands out the regular key package (deleting it) or else the last-resort one.
-    fn take_key_package(&self, installation_id: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
-
-    /// Stores a batch of group messages in one transaction, all or nothing, assigning
-    /// increasing sequence ids (rival commits of one epoch are all kept, in order).
-    fn insert_group_messages(
-        &self,
-        messages: &[GroupMessageInput],
-        created_at_ns: i64,
-    ) -> Result<Vec<GroupMessage>, StorageError>;
-
-    /// Up to `limit` messages of the group with a sequence id above `after`, ascending.
-    fn query_group_messages(
-        &self,
-        group_id: &[u8],
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<GroupMessage>, StorageError>;
-
-    /// Stores a batch of welcomes in one transaction, assigning increasing sequence ids.
-    fn insert_welcomes(
-        &self,
-        welcomes: &[WelcomeInput],
-        created_at_ns: i64,
-    ) -> Result<Vec<Welcome>, StorageError>;
-
-    /// Up to `limit` welcomes of the installation with a sequence id above `after`, ascending.
-    fn query_welcomes(
-        &self,
-        installation_id: &[u8],
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Welcome>, StorageError>;
-
-    /// Remembers that the installation signed a request with `nonce` (at `now_ns`): false
-    /// when it was remembered already, i.e. the request is a replay. Entries seen before
-    /// `forget_before_ns` may be dropped (requests that old are refused by their timestamp).
-    fn remember_request(
-        &self,
-        installation_id: &[u8],
-        nonce: &[u8],
-        now_ns: i64,
-        forget_before_ns: i64,
-    ) -> Result<bool, StorageError>;
-}
-
 /// [`NodeStorage`] in one SQLite database (WAL mode), behind a mutex.
 ///
 /// Request nonces go through a second connection to the same file that does not wait for the
@@ -242,10 +83,7 @@ impl SqliteStorage {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref();
-        let conn = Connection::open(path).map_err(|source| StorageError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(open_error(path))?;
         let mut storage = Self::init(conn, path)?;
         let nonces = Connection::open(path)
             .and_then(|c| {
@@ -253,28 +91,19 @@ impl SqliteStorage {
                 c.pragma_update(None, "synchronous", "OFF")?;
                 Ok(c)
             })
-            .map_err(|source| StorageError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(open_error(path))?;
         storage.nonces = Some(Mutex::new(nonces));
         Ok(storage)
     }
 
     /// A database that lives as long as this value (for tests and throwaway nodes).
     pub fn in_memory() -> Result<Self, StorageError> {
-        let conn = Connection::open_in_memory().map_err(|source| StorageError::Open {
-            path: PathBuf::from(":memory:"),
-            source,
-        })?;
+        let conn = Connection::open_in_memory().map_err(open_error(Path::new(":memory:")))?;
         Self::init(conn, Path::new(":memory:"))
     }
 
     fn init(mut conn: Connection, path: &Path) -> Result<Self, StorageError> {
-        let open_err = |source| StorageError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
+        let open_err = open_error(path);
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         // In-memory databases answer "memory"; that is fine.
@@ -289,8 +118,9 @@ impl SqliteStorage {
             .map_err(open_err)?;
         if version > SCHEMA_VERSION {
             return Err(StorageError::UnsupportedVersion {
-                path: path.to_path_buf(),
+                location: path.display().to_string(),
                 found: version,
+                known: SCHEMA_VERSION,
             });
         }
         if version < 1 {
@@ -325,9 +155,27 @@ impl SqliteStorage {
     }
 }
 
-/// Sequence ids and cursors are u64 on the wire and i64 in SQLite.
-fn to_sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        let retryable = matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        );
+        DbError::new("sqlite", retryable, e)
+    }
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> StorageError {
+        StorageError::Database(e.into())
+    }
+}
+
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + Copy + '_ {
+    move |e| StorageError::Open {
+        location: path.display().to_string(),
+        source: e.into(),
+    }
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -589,6 +437,55 @@ impl NodeStorage for SqliteStorage {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn heads(&self) -> Result<(u64, u64), StorageError> {
+        let conn = self.conn();
+        let head = |table: &str| -> Result<u64, StorageError> {
+            let max: Option<i64> = conn
+                .prepare_cached(&format!("SELECT MAX(sequence_id) FROM {table}"))?
+                .query_row([], |r| r.get(0))?;
+            Ok(max.unwrap_or(0) as u64)
+        };
+        Ok((head("group_messages")?, head("welcomes")?))
+    }
+
+    fn group_messages_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<GroupMessage>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sequence_id, group_id, created_at_ns, data FROM group_messages
+             WHERE sequence_id > ?1 ORDER BY sequence_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![to_sql_id(after), limit], |r| {
+            Ok(GroupMessage {
+                sequence_id: r.get::<_, i64>(0)? as u64,
+                group_id: r.get(1)?,
+                created_at_ns: r.get(2)?,
+                data: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn welcomes_after(&self, after: u64, limit: u32) -> Result<Vec<Welcome>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sequence_id, installation_id, created_at_ns, data FROM welcomes
+             WHERE sequence_id > ?1 ORDER BY sequence_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![to_sql_id(after), limit], |r| {
+            Ok(Welcome {
+                sequence_id: r.get::<_, i64>(0)? as u64,
+                installation_id: r.get(1)?,
+                created_at_ns: r.get(2)?,
+                data: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -620,10 +517,10 @@ mod tests {
     fn busy_and_lost_races_are_retryable() {
         let sqlite = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
         for e in [
-            StorageError::Sqlite(sqlite(rusqlite::ffi::SQLITE_BUSY)),
+            StorageError::from(sqlite(rusqlite::ffi::SQLITE_BUSY)),
             StorageError::Open {
-                path: PathBuf::from("node.db"),
-                source: sqlite(rusqlite::ffi::SQLITE_LOCKED),
+                location: "node.db".into(),
+                source: sqlite(rusqlite::ffi::SQLITE_LOCKED).into(),
             },
             StorageError::SequenceTaken {
                 inbox_id: "00".into(),
@@ -633,14 +530,15 @@ mod tests {
             assert!(e.is_retryable(), "{e:?}");
         }
         for e in [
-            StorageError::Sqlite(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT)),
+            StorageError::from(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT)),
             StorageError::Open {
-                path: PathBuf::from("node.db"),
-                source: sqlite(rusqlite::ffi::SQLITE_CANTOPEN),
+                location: "node.db".into(),
+                source: sqlite(rusqlite::ffi::SQLITE_CANTOPEN).into(),
             },
             StorageError::UnsupportedVersion {
-                path: PathBuf::from("node.db"),
+                location: "node.db".into(),
                 found: 99,
+                known: SCHEMA_VERSION,
             },
             StorageError::InstallationTaken {
                 installation: "01".into(),
