@@ -5,6 +5,12 @@
 //!
 //! The node runs as a child process (`ferry node` of this same binary, on a SQLite file) so it
 //! can be killed for real; the clients are real SDK clients with their own stores and workers.
+//!
+//! With `--replicas N --db postgres://…` the same load then runs a second time through N node
+//! replicas on that PostgreSQL database, behind a loopback TCP balancer (what a deployment
+//! puts in front of them): one replica is SIGKILLed midway and stays dead, its clients
+//! reconnect through the balancer to a live one and resume from their cursors. Both runs are
+//! reported, side by side.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -19,6 +25,7 @@ use ferry_sdk::store::MessageKind;
 use ferry_sdk::{AccountKey, ClientOptions, GroupOptions, MessageQuery};
 use serde::Serialize;
 
+use super::balancer::Balancer;
 use crate::output::anyhow_like::Result;
 use crate::output::print_json;
 
@@ -28,16 +35,93 @@ pub struct LoadOptions {
     pub messages: u64,
     pub kill_node: bool,
     pub keep: Option<PathBuf>,
+    /// Also run through this many replicas on this PostgreSQL database.
+    pub replicas: Option<(usize, String)>,
+}
+
+/// The nodes one run goes through.
+enum Topology {
+    /// One node on a SQLite file, restarted after its kill.
+    Sqlite,
+    /// Replicas on one PostgreSQL database behind a balancer; one killed, not restarted.
+    Postgres { url: String, replicas: usize },
+}
+
+/// The running nodes of one run.
+struct Nodes {
+    children: Vec<Child>,
+    /// Where the clients connect: the node, or the balancer.
+    url: String,
+    _balancer: Option<Balancer>,
+}
+
+impl Nodes {
+    fn start(topology: &Topology, root: &Path) -> Result<Nodes> {
+        match topology {
+            Topology::Sqlite => {
+                let db = root.join("node.db");
+                let (child, addr) = spawn_node(&db.to_string_lossy(), "127.0.0.1:0")?;
+                Ok(Nodes {
+                    children: vec![child],
+                    url: format!("http://{addr}"),
+                    _balancer: None,
+                })
+            }
+            Topology::Postgres { url, replicas } => {
+                let mut children = Vec::new();
+                let mut addrs = Vec::new();
+                for _ in 0..(*replicas).max(1) {
+                    let (child, addr) = spawn_node(url, "127.0.0.1:0")?;
+                    children.push(child);
+                    addrs.push(addr);
+                }
+                let balancer = Balancer::start(addrs)?;
+                Ok(Nodes {
+                    children,
+                    url: format!("http://{}", balancer.addr()),
+                    _balancer: Some(balancer),
+                })
+            }
+        }
+    }
+
+    /// SIGKILLs the (first) node; a single SQLite node comes back on the same file and
+    /// address, a replica stays dead (the others serve its clients).
+    fn kill_one(&mut self, topology: &Topology, root: &Path) -> Result<()> {
+        let node = &mut self.children[0];
+        node.kill()?; // SIGKILL
+        node.wait()?;
+        if let Topology::Sqlite = topology {
+            std::thread::sleep(Duration::from_millis(300));
+            let addr = self.url.trim_start_matches("http://").to_string();
+            *node = spawn_node(&root.join("node.db").to_string_lossy(), &addr)?.0;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct LoadReport {
+    /// `sqlite` (one node) or `postgres` (replicas behind a balancer).
+    backend: &'static str,
+    /// Node processes serving at the start.
+    replicas: usize,
     clients: usize,
     groups: usize,
     messages_per_client: u64,
     messages_sent: u64,
     /// Sends that failed at first (node down) and went out later from the outbox.
     sends_retried: u64,
+    /// SIGKILLs of a node midway (a SQLite node restarts; a replica stays dead).
     node_restarts: u32,
     seconds: f64,
     /// Messages sent per second over the whole run (all senders).
@@ -58,11 +142,10 @@ struct LoadReport {
     release_build: bool,
 }
 
-/// `ferry node` of this binary as a child, on `db`, at `listen`.
-fn spawn_node(db: &Path, listen: &str) -> Result<(Child, String)> {
+/// `ferry node` of this binary as a child, on `db` (a file or a URL), at `listen`.
+fn spawn_node(db: &str, listen: &str) -> Result<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["node", "--listen", listen, "--db"])
-        .arg(db)
+        .args(["node", "--listen", listen, "--db", db])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -93,10 +176,48 @@ pub fn run(o: LoadOptions, json: bool) -> Result<()> {
         .prefix("ferry-bench-load-")
         .tempdir()?;
     let root = o.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    std::fs::create_dir_all(&root)?;
-    let db = root.join("node.db");
-    let (mut node, addr) = spawn_node(&db, "127.0.0.1:0")?;
-    let url = format!("http://{addr}");
+    let Some((replicas, url)) = o.replicas.clone() else {
+        std::fs::create_dir_all(&root)?;
+        let report = measure(&o, &root, &Topology::Sqlite)?;
+        if json {
+            print_json(&report)?;
+        } else {
+            print_report(&report);
+        }
+        return check(&report);
+    };
+    // Both, in one run: the single SQLite node first, then the replicas.
+    let sqlite_root = root.join("sqlite");
+    let postgres_root = root.join("postgres");
+    std::fs::create_dir_all(&sqlite_root)?;
+    std::fs::create_dir_all(&postgres_root)?;
+    let single = measure(&o, &sqlite_root, &Topology::Sqlite)?;
+    if !json {
+        print_report(&single);
+    }
+    let scaled = measure(&o, &postgres_root, &Topology::Postgres { url, replicas })?;
+    if json {
+        print_json(&serde_json::json!({
+            "single_sqlite_node": single,
+            "postgres_replicas": scaled,
+        }))?;
+    } else {
+        print_report(&scaled);
+        println!(
+            "replicas on PostgreSQL vs one SQLite node: {:.2}x delivered/s, p99 {:.1} vs {:.1} ms",
+            scaled.delivered_per_second / single.delivered_per_second.max(f64::MIN_POSITIVE),
+            scaled.latency_ms_p99,
+            single.latency_ms_p99
+        );
+    }
+    check(&single)?;
+    check(&scaled)
+}
+
+/// One run of the load through `topology`, with everything under `root`.
+fn measure(o: &LoadOptions, root: &Path, topology: &Topology) -> Result<LoadReport> {
+    let mut nodes = Nodes::start(topology, root)?;
+    let url = nodes.url.clone();
     let groups = o.groups.clamp(1, o.clients.max(1));
     let clients: Vec<Client> = (0..o.clients.max(2))
         .map(|i| {
@@ -180,10 +301,7 @@ pub fn run(o: LoadOptions, json: bool) -> Result<()> {
         while sent.load(Ordering::Relaxed) < total / 2 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        node.kill()?; // SIGKILL
-        node.wait()?;
-        std::thread::sleep(Duration::from_millis(300));
-        node = spawn_node(&db, &addr)?.0;
+        nodes.kill_one(topology, root)?;
         restarts += 1;
     }
     for s in senders {
@@ -283,6 +401,14 @@ pub fn run(o: LoadOptions, json: bool) -> Result<()> {
         })
         .sum();
     let report = LoadReport {
+        backend: match topology {
+            Topology::Sqlite => "sqlite",
+            Topology::Postgres { .. } => "postgres",
+        },
+        replicas: match topology {
+            Topology::Sqlite => 1,
+            Topology::Postgres { replicas, .. } => (*replicas).max(1),
+        },
         clients: n,
         groups,
         messages_per_client: o.messages,
@@ -303,32 +429,38 @@ pub fn run(o: LoadOptions, json: bool) -> Result<()> {
     };
     // The listeners end with the clients.
     drop((clients, listeners));
-    let _ = node.kill();
-    let _ = node.wait();
-    if json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "{} clients in {} groups, {} messages each ({} node restart): {:.0} sent/s, {:.0} delivered/s; \
-             latency p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms; exactly once: {}, in node order: {}{}",
-            report.clients,
-            report.groups,
-            report.messages_per_client,
-            report.node_restarts,
-            report.sent_per_second,
-            report.delivered_per_second,
-            report.latency_ms_p50,
-            report.latency_ms_p99,
-            report.latency_ms_max,
-            report.exactly_once,
-            report.in_node_order,
-            if report.release_build { "" } else { " (debug build: use --release)" }
-        );
-    }
+    drop(nodes);
+    Ok(report)
+}
+
+fn print_report(report: &LoadReport) {
+    println!(
+        "{} clients in {} groups, {} messages each, {} ({} node{}, {} killed midway): {:.0} sent/s, \
+         {:.0} delivered/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms; exactly once: {}, \
+         in node order: {}{}",
+        report.clients,
+        report.groups,
+        report.messages_per_client,
+        report.backend,
+        report.replicas,
+        if report.replicas == 1 { "" } else { "s" },
+        report.node_restarts,
+        report.sent_per_second,
+        report.delivered_per_second,
+        report.latency_ms_p50,
+        report.latency_ms_p99,
+        report.latency_ms_max,
+        report.exactly_once,
+        report.in_node_order,
+        if report.release_build { "" } else { " (debug build: use --release)" }
+    );
+}
+
+fn check(report: &LoadReport) -> Result<()> {
     if !report.exactly_once || !report.in_node_order {
         return Err(format!(
-            "delivery broke: {} missing, {} duplicated, in node order: {}",
-            report.missing, report.duplicated, report.in_node_order
+            "delivery broke ({}): {} missing, {} duplicated, in node order: {}",
+            report.backend, report.missing, report.duplicated, report.in_node_order
         )
         .into());
     }

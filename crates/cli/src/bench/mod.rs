@@ -4,6 +4,7 @@
 //!
 //! Each phase runs in a child process (`ferry bench phase ...`), so its peak RSS is its own.
 
+mod balancer;
 mod catchup;
 mod guard;
 mod history;
@@ -141,6 +142,14 @@ pub enum BenchCmd {
         /// Do not kill the node midway.
         #[arg(long)]
         no_restart: bool,
+        /// Also run the load through this many node replicas on the PostgreSQL database
+        /// `--db`, behind a loopback balancer, one replica SIGKILLed midway (not restarted);
+        /// both figures are printed, the single SQLite node's first.
+        #[arg(long, requires = "db")]
+        replicas: Option<usize>,
+        /// The PostgreSQL database of the replicas (postgres://…).
+        #[arg(long, requires = "replicas")]
+        db: Option<String>,
         /// Keep the node's and the clients' folders here.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -259,6 +268,8 @@ pub fn run(c: BenchCmd) -> Result<()> {
             groups,
             messages,
             no_restart,
+            replicas,
+            db,
             keep,
             json,
         } => load::run(
@@ -268,6 +279,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
                 messages,
                 kill_node: !no_restart,
                 keep,
+                replicas: replicas.zip(db),
             },
             json,
         ),
