@@ -95,7 +95,11 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// [`NodeStorage`] in a PostgreSQL database, through a pool of connections.
 pub struct PostgresStorage {
-    pool: Pool,
+    /// `None` only while dropping (see the `Drop` impl).
+    pool: Option<Pool>,
+    /// Connections for request nonces, which commit without waiting for the disk
+    /// (`synchronous_commit = off`; see [`PostgresStorage::open`]).
+    nonces: Option<Pool>,
     /// The connection that `LISTEN`s (opened again if it breaks).
     listener: Mutex<Option<Client>>,
     config: postgres::Config,
@@ -173,14 +177,35 @@ impl PostgresStorage {
             .connection_timeout(Duration::from_secs(10))
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| open_err(DbError::new("postgres", true, e)))?;
+        // Request nonces commit asynchronously: a nonce only has to outlive the window in which
+        // a replay's timestamp is accepted, and a commit that waits for the disk on every
+        // signed request would cost a WAL flush per call. (PostgreSQL itself crashing can
+        // forget the last fraction of a second of nonces; messages, identity updates and key
+        // packages keep full durability on the other pool.)
+        let mut nonce_config = config.clone();
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_string(),
+        };
+        nonce_config.options(&options);
+        let nonces = r2d2::Pool::builder()
+            .max_size((pool_size / 4).max(2))
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(10))
+            .build(PostgresConnectionManager::new(nonce_config, NoTls))
+            .map_err(|e| open_err(DbError::new("postgres", true, e)))?;
         let storage = PostgresStorage {
-            pool,
+            pool: Some(pool),
+            nonces: Some(nonces),
             listener: Mutex::new(None),
             config,
             remembered: AtomicU64::new(0),
         };
         let mut conn = storage
             .pool
+            .as_ref()
+            .expect("just made")
             .get()
             .map_err(|e| open_err(DbError::new("postgres", true, e)))?;
         migrate(&mut conn, &location)?;
@@ -204,7 +229,23 @@ impl PostgresStorage {
     fn conn(
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StorageError> {
-        Ok(self.pool.get()?)
+        Ok(self.pool.as_ref().expect("open until dropped").get()?)
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        // The blocking client's connections each end on a runtime of their own, which must
+        // not happen on an async runtime's thread (the last owner of a node's storage may be
+        // one of its tasks): they are closed on a thread of their own.
+        let owned = (
+            self.pool.take(),
+            self.nonces.take(),
+            self.listener.get_mut().map(Option::take).unwrap_or(None),
+        );
+        let _ = std::thread::Builder::new()
+            .name("ferry-pg-close".into())
+            .spawn(move || drop(owned));
     }
 }
 
@@ -253,7 +294,7 @@ impl NodeStorage for PostgresStorage {
         now_ns: i64,
         forget_before_ns: i64,
     ) -> Result<bool, StorageError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.nonces.as_ref().expect("open until dropped").get()?;
         let n = self.remembered.fetch_add(1, Ordering::Relaxed);
         if n.is_multiple_of(NONCE_SWEEP_EVERY) {
             conn.execute(
