@@ -128,13 +128,20 @@ enum Command {
     },
     /// Run the history server (HTTP) until SIGINT/SIGTERM: it keeps encrypted history
     /// archives for a short time so a new installation can fetch what another uploaded.
+    #[command(group(clap::ArgGroup::new("storage").required(true).args(["dir", "store"])))]
     HistoryServer {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7701")]
         listen: String,
         /// Folder for the payloads (created if missing).
         #[arg(long)]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
+        /// Keep the payloads elsewhere than in --dir: `s3://bucket/prefix` (S3-compatible
+        /// object storage; credentials, region and endpoint from AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP...), or a folder
+        /// (`file:///path` or a path). Several servers may share one bucket and prefix.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// Largest accepted upload, in bytes.
         #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().max_bytes)]
         max_bytes: u64,
@@ -144,6 +151,9 @@ enum Command {
         /// Delete a payload after its first complete download.
         #[arg(long)]
         delete_after_download: bool,
+        /// Uploads plus downloads per client IP address and minute (0: no limit).
+        #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().requests_per_minute)]
+        requests_per_minute: u32,
         #[command(flatten)]
         tls: ServerTlsArgs,
     },
@@ -249,17 +259,21 @@ fn main() {
         Command::HistoryServer {
             listen,
             dir,
+            store,
             max_bytes,
             ttl_secs,
             delete_after_download,
+            requests_per_minute,
             tls,
         } => msg_cmd::server_tls(tls.tls_cert, tls.tls_key).and_then(|tls| {
             msg_cmd::history_server(ferry_history_server::HistoryConfig {
                 listen,
-                dir,
+                dir: dir.unwrap_or_default(),
+                store,
                 max_bytes,
                 ttl: std::time::Duration::from_secs(ttl_secs.max(1)),
                 delete_after_download,
+                requests_per_minute,
                 tls,
                 ..Default::default()
             })

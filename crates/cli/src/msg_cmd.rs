@@ -521,7 +521,10 @@ pub fn node(
 
 /// `ferry history-server`: runs the history server until SIGINT/SIGTERM.
 pub fn history_server(config: ferry_history_server::HistoryConfig) -> Result<()> {
-    let where_ = format!("data in {}", config.dir.display());
+    let where_ = match &config.store {
+        Some(store) => format!("data in {store}"),
+        None => format!("data in {}", config.dir.display()),
+    };
     let running = ferry_history_server::RunningHistoryServer::start(config)?;
     serve_until_stopped(running.addr(), Some(&where_), || running.stop())
 }

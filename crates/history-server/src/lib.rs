@@ -7,11 +7,12 @@
 //!
 //! # API
 //!
-//! - `POST /upload`: the body is the archive, streamed to storage (never held in memory).
-//!   Answers `201` with `{"id": "<32 hex>", "bytes": N, "expires_at_ns": T}`. An empty body
-//!   is `400`; more than [`HistoryConfig::max_bytes`] is `413`, checked against
-//!   `Content-Length` before anything is stored and again while streaming. A body that
-//!   stalls for [`HistoryConfig::idle_timeout`] is cut off with `408`. Clients should send
+//! - `POST /upload`: the body is the archive, streamed to storage (never held whole in memory;
+//!   an object store holds up to a few parts of it). Answers `201` with
+//!   `{"id": "<32 hex>", "bytes": N, "expires_at_ns": T}`. An empty body is `400`; more than
+//!   [`HistoryConfig::max_bytes`] is `413`, checked against `Content-Length` before anything
+//!   is stored and again while streaming. A body that stalls for
+//!   [`HistoryConfig::idle_timeout`] is cut off with `408`. Clients should send
 //!   `Expect: 100-continue` so a refused upload is refused before its body is sent.
 //! - `GET /files/{id}`: the archive, `200` with `application/octet-stream` and
 //!   `Content-Length`. Unknown, malformed and expired ids all get the same `404`.
@@ -29,6 +30,14 @@
 //! as soon as one download has streamed all of it. [`FolderStorage`] keeps the upload time
 //! as the file's modification time (see there).
 //!
+//! # Storage
+//!
+//! Payloads live in a folder ([`HistoryConfig::dir`], [`FolderStorage`]) or in S3-compatible
+//! object storage ([`HistoryConfig::store`] `= "s3://bucket/prefix"`, [`ObjectStorage`]), both
+//! behind [`PayloadStorage`]. Several servers may share one bucket and prefix: nothing is
+//! kept outside it, so any of them serves any upload, and their sweeps remove expired
+//! payloads whichever server stored them.
+//!
 //! # Abuse
 //!
 //! Uploads and downloads are rate limited per client IP address with a token bucket of
@@ -45,6 +54,7 @@
 //! Run it in-process with [`RunningHistoryServer`] (its own thread and runtime) or with
 //! [`serve`] on a runtime of your own.
 
+mod object;
 mod server;
 mod storage;
 
@@ -65,6 +75,9 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 pub use ferry_tls::{ServerTls, TlsError};
+pub use object::{ObjectStorage, ObjectStorageError, PART_BYTES};
+/// The `object_store` crate, for [`ObjectStorage::new`] over a store of your own.
+pub use object_store;
 pub use server::UploadReply;
 pub use storage::{
     FolderStorage, InvalidPayloadId, PayloadId, PayloadSink, PayloadStorage, StorageFuture,
@@ -88,8 +101,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HistoryServerError {
-    /// [`HistoryConfig::dir`] was left empty.
-    #[error("the history server needs a storage folder (HistoryConfig::dir is empty)")]
+    /// Neither [`HistoryConfig::dir`] nor [`HistoryConfig::store`] was set.
+    #[error(
+        "the history server needs a storage folder or store (HistoryConfig::dir and \
+         HistoryConfig::store are both empty)"
+    )]
     MissingDir,
     /// A setting is out of range.
     #[error("invalid history server setting: {0}")]
@@ -112,6 +128,21 @@ pub enum HistoryServerError {
         #[source]
         source: io::Error,
     },
+    /// The object store ([`HistoryConfig::store`]) cannot be set up: a location that is not
+    /// `s3://bucket/prefix`, or settings object_store refuses.
+    #[error("cannot use object store {location}: {source}")]
+    ObjectStore {
+        /// The location given.
+        location: String,
+        /// Why.
+        #[source]
+        source: ObjectStorageError,
+    },
+    /// The storage did not answer its check at start (for an object store: listing its
+    /// prefix failed, e.g. an endpoint that does not answer, a missing bucket or refused
+    /// credentials). The error names the place and what the store said.
+    #[error("the payload storage does not answer: {0}")]
+    StorageUnavailable(#[source] io::Error),
     /// The server's thread or runtime could not be started.
     #[error("cannot start the history server's runtime: {0}")]
     Runtime(#[source] io::Error),
@@ -123,10 +154,17 @@ pub enum HistoryServerError {
 impl HistoryServerError {
     /// Whether starting the server may succeed if tried again later: using the storage
     /// folder, binding or starting the runtime was interrupted or timed out, or reading a TLS
-    /// file was. False for a missing folder or setting out of range, a folder that cannot be
-    /// used, an address in use or not allowed, and unusable TLS files.
+    /// file was; the storage did not answer at start (unless it refused access outright).
+    /// False for a missing folder or setting out of range, a folder that
+    /// cannot be used, an invalid object store location, an address in use or not allowed,
+    /// and unusable TLS files.
     pub fn is_retryable(&self) -> bool {
         match self {
+            HistoryServerError::StorageUnavailable(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound
+            ),
+            HistoryServerError::ObjectStore { .. } => false,
             HistoryServerError::Storage { source: e, .. }
             | HistoryServerError::Bind { source: e, .. }
             | HistoryServerError::Runtime(e) => matches!(
@@ -144,8 +182,14 @@ impl HistoryServerError {
 pub struct HistoryConfig {
     /// Address to listen on, e.g. `"127.0.0.1:0"` for any free port.
     pub listen: String,
-    /// Folder for payloads (created if missing). Must be set: the default is empty.
+    /// Folder for payloads (created if missing). This or [`store`](Self::store) must be set:
+    /// the default is empty.
     pub dir: PathBuf,
+    /// Where payloads are kept instead of [`dir`](Self::dir): `s3://bucket/prefix` for
+    /// S3-compatible object storage (see [`ObjectStorage::s3_from_env`] for the `AWS_*`
+    /// environment variables it reads), or a folder (`file:///path` or a path). `None` (the
+    /// default) uses `dir`; setting both is an error.
+    pub store: Option<String>,
     /// Largest accepted upload, in bytes.
     pub max_bytes: u64,
     /// How long a payload is kept after its upload completed.
@@ -168,6 +212,7 @@ impl Default for HistoryConfig {
         HistoryConfig {
             listen: "127.0.0.1:0".to_string(),
             dir: PathBuf::new(),
+            store: None,
             max_bytes: DEFAULT_MAX_BYTES,
             ttl: DEFAULT_TTL,
             delete_after_download: false,
@@ -334,6 +379,37 @@ async fn sweep(app: &server::App) {
     }
 }
 
+fn open_folder(dir: &std::path::Path) -> Result<Arc<dyn PayloadStorage>, HistoryServerError> {
+    let storage = FolderStorage::open(dir).map_err(|source| HistoryServerError::Storage {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(Arc::new(storage))
+}
+
+/// The storage a [`HistoryConfig::store`] names: `s3://` (from the environment), `file://` or
+/// a path (a folder).
+fn open_store(location: &str) -> Result<Arc<dyn PayloadStorage>, HistoryServerError> {
+    if location.starts_with("s3://") {
+        let storage = ObjectStorage::s3_from_env(location).map_err(|source| {
+            HistoryServerError::ObjectStore {
+                location: location.to_string(),
+                source,
+            }
+        })?;
+        return Ok(Arc::new(storage));
+    }
+    if let Some(path) = location.strip_prefix("file://") {
+        return open_folder(std::path::Path::new(path));
+    }
+    if location.is_empty() || location.contains("://") {
+        return Err(HistoryServerError::InvalidConfig(format!(
+            "unsupported store {location:?}: use s3://bucket/prefix, file:///path or a folder"
+        )));
+    }
+    open_folder(std::path::Path::new(location))
+}
+
 /// A history server on its own thread, with a two-worker tokio runtime.
 ///
 /// Start and stop it from synchronous code (not from inside an async runtime). Dropping it
@@ -346,22 +422,25 @@ pub struct RunningHistoryServer {
 }
 
 impl RunningHistoryServer {
-    /// Opens the storage folder, binds the listen address and starts serving; returns once
-    /// bound.
+    /// Opens the storage ([`HistoryConfig::dir`] or [`HistoryConfig::store`]), checks that it
+    /// answers, binds the listen address and starts serving; returns once bound.
     pub fn start(config: HistoryConfig) -> Result<RunningHistoryServer, HistoryServerError> {
-        if config.dir.as_os_str().is_empty() {
-            return Err(HistoryServerError::MissingDir);
-        }
         config.validate()?;
-        let storage =
-            FolderStorage::open(&config.dir).map_err(|source| HistoryServerError::Storage {
-                dir: config.dir.clone(),
-                source,
-            })?;
-        Self::start_with_storage(config, Arc::new(storage))
+        let storage = match (&config.store, config.dir.as_os_str().is_empty()) {
+            (Some(_), false) => {
+                return Err(HistoryServerError::InvalidConfig(
+                    "set either dir or store, not both".into(),
+                ))
+            }
+            (Some(location), true) => open_store(location)?,
+            (None, true) => return Err(HistoryServerError::MissingDir),
+            (None, false) => open_folder(&config.dir)?,
+        };
+        Self::start_with_storage(config, storage)
     }
 
-    /// Like [`start`](Self::start) with a storage of your own (`config.dir` is ignored).
+    /// Like [`start`](Self::start) with a storage of your own (`config.dir` and
+    /// `config.store` are ignored).
     pub fn start_with_storage(
         config: HistoryConfig,
         storage: Arc<dyn PayloadStorage>,
@@ -381,6 +460,10 @@ impl RunningHistoryServer {
             .name("ferry-history-server".to_string())
             .spawn(move || {
                 runtime.block_on(async move {
+                    if let Err(e) = storage.check().await {
+                        let _ = ready_tx.send(Err(HistoryServerError::StorageUnavailable(e)));
+                        return;
+                    }
                     let bound = TcpListener::bind(&config.listen)
                         .await
                         .and_then(|l| Ok((l.local_addr()?, l)));

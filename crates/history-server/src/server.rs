@@ -236,10 +236,21 @@ async fn upload(
     response
 }
 
-/// A strong validator of one stored payload: its id, size and time of storing. A payload
+/// A strong validator of one stored payload: its id, size, time of storing and the store's
+/// own version tag if it has one (an S3 ETag, which every replica reads alike). A payload
 /// replaced under the same id (which the server never does by itself) gets another one.
-fn etag(id: PayloadId, len: u64, stored_at: SystemTime) -> String {
-    format!("\"{id}-{len:x}-{:x}\"", unix_ns(stored_at))
+fn etag(id: PayloadId, len: u64, stored_at: SystemTime, version: Option<&str>) -> String {
+    let mut tag = format!("\"{id}-{len:x}-{:x}", unix_ns(stored_at));
+    if let Some(version) = version {
+        tag.push('-');
+        tag.extend(
+            version
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-'),
+        );
+    }
+    tag.push('"');
+    tag
 }
 
 /// A single byte range of `Range: bytes=...` against a payload of `len` bytes: `Some(Ok((first,
@@ -300,7 +311,8 @@ async fn download(
         return not_found();
     }
     let len = payload.len;
-    let tag = etag(id, len, payload.stored_at);
+    let version = payload.version.clone();
+    let tag = etag(id, len, payload.stored_at, version.as_deref());
     // A resumed download names the version it has (If-Range); another version is sent whole.
     let same_version = headers
         .get(header::IF_RANGE)
@@ -324,7 +336,7 @@ async fn download(
     if first > 0 {
         drop(payload);
         payload = match app.storage.open_at(id, first).await {
-            Ok(Some(p)) if p.len == len => p,
+            Ok(Some(p)) if p.len == len && p.version == version => p,
             Ok(_) => return not_found(),
             Err(e) => return internal("cannot open a payload", e),
         };
@@ -359,7 +371,7 @@ async fn download(
     response
 }
 
-type PayloadReader = tokio::io::Take<Pin<Box<dyn tokio::io::AsyncRead + Send + Sync>>>;
+type PayloadReader = tokio::io::Take<Pin<Box<dyn tokio::io::AsyncRead + Send>>>;
 
 /// A payload's bytes; with delete-after-download, removes the payload when the connection
 /// is done with a body whose every byte it took. (With a known length, hyper does not poll

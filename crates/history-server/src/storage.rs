@@ -1,4 +1,5 @@
-//! Where payloads live: the [`PayloadStorage`] trait and its folder implementation.
+//! Where payloads live: the [`PayloadStorage`] trait and its folder implementation (the object
+//! store one is in `object.rs`).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -85,8 +86,12 @@ pub struct StoredPayload {
     pub len: u64,
     /// When its upload completed; expiry counts from here.
     pub stored_at: SystemTime,
-    /// Its contents, `len` bytes.
-    pub reader: Pin<Box<dyn AsyncRead + Send + Sync>>,
+    /// The store's own tag of this version of the payload, if it keeps one (an S3 ETag). The
+    /// server folds it into the ETag it answers, so a payload replaced under its id within
+    /// the store's time resolution still gets another one.
+    pub version: Option<String>,
+    /// Its contents, `len` bytes (or from the offset asked for).
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
 }
 
 impl fmt::Debug for StoredPayload {
@@ -94,6 +99,7 @@ impl fmt::Debug for StoredPayload {
         f.debug_struct("StoredPayload")
             .field("len", &self.len)
             .field("stored_at", &self.stored_at)
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -114,8 +120,15 @@ pub trait PayloadSink: Send {
 /// Where the history server keeps payloads.
 ///
 /// Implementations store opaque bytes under a [`PayloadId`]; the server decides ids, sizes
-/// and expiry. [`FolderStorage`] is the default.
+/// and expiry. [`FolderStorage`] is the default; [`ObjectStorage`](crate::ObjectStorage) keeps
+/// payloads in S3-compatible object storage.
 pub trait PayloadStorage: Send + Sync + 'static {
+    /// Checks that the storage answers (called once before a server starts serving); the
+    /// default has nothing to check.
+    fn check(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Starts a new payload under `id` (a fresh random id, never used before).
     fn create(&self, id: PayloadId) -> StorageFuture<'_, Box<dyn PayloadSink>>;
 
@@ -264,6 +277,7 @@ impl PayloadStorage for FolderStorage {
             Ok(Some(StoredPayload {
                 len: meta.len(),
                 stored_at: meta.modified()?,
+                version: None,
                 reader: Box::pin(file),
             }))
         })

@@ -1,7 +1,7 @@
 //! XMTP's history-server protocol both ways, and resumable downloads: a client that does what
 //! libxmtp's does against Ferry's server, Ferry's client against a stand-in that behaves like
 //! XMTP's server (xmtp-message-history-server), range requests, and downloads cut midway by a
-//! proxy and resumed.
+//! proxy and resumed. The tests of `on_both_stores!` run on a folder and on S3.
 
 mod common;
 
@@ -13,12 +13,19 @@ use std::thread::JoinHandle;
 use common::*;
 use ferry_transport::{HistoryClient, HistoryError};
 
+on_both_stores!(
+    a_client_like_libxmtps_uses_ferrys_server,
+    ranges_are_served_for_the_version_asked_for,
+    a_download_cut_at_30_and_at_90_percent_resumes_with_only_the_rest,
+    a_payload_changed_between_the_parts_is_read_from_the_start_never_spliced,
+    a_download_that_keeps_failing_gives_up_with_the_url,
+);
+
 /// What libxmtp's client does: the base URL (documented with a trailing `/`) joined to
 /// `/upload` by string concatenation, the raw payload as the body, any 2xx, and the body
 /// text as the id, then `{base}/files/{id}`.
-#[test]
-fn a_client_like_libxmtps_uses_ferrys_server() {
-    let f = Fixture::new(|_| {});
+fn a_client_like_libxmtps_uses_ferrys_server(backend: Backend) {
+    let f = Fixture::on(backend, |_| {});
     let base = format!("http://{}/", f.addr());
     let upload_path = format!("{base}/upload").replacen(&format!("http://{}", f.addr()), "", 1);
     assert_eq!(upload_path, "//upload");
@@ -208,9 +215,8 @@ fn ferrys_client_uses_a_server_that_behaves_like_xmtps() {
     }
 }
 
-#[test]
-fn ranges_are_served_for_the_version_asked_for() {
-    let f = Fixture::new(|_| {});
+fn ranges_are_served_for_the_version_asked_for(backend: Backend) {
+    let f = Fixture::on(backend, |_| {});
     let data = pseudo_random(1000, 5);
     let url = f.upload(&data);
     let target = format!("/files/{}", url.rsplit('/').next().unwrap());
@@ -380,9 +386,8 @@ fn id_in(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
 
-#[test]
-fn a_download_cut_at_30_and_at_90_percent_resumes_with_only_the_rest() {
-    let f = Fixture::new(|_| {});
+fn a_download_cut_at_30_and_at_90_percent_resumes_with_only_the_rest(backend: Backend) {
+    let f = Fixture::on(backend, |_| {});
     let len = 400_000u64;
     let data = pseudo_random(len as usize, 11);
     let id = id_in(&f.upload(&data));
@@ -414,9 +419,8 @@ fn a_download_cut_at_30_and_at_90_percent_resumes_with_only_the_rest() {
     }
 }
 
-#[test]
-fn a_payload_changed_between_the_parts_is_read_from_the_start_never_spliced() {
-    let f = Fixture::new(|_| {});
+fn a_payload_changed_between_the_parts_is_read_from_the_start_never_spliced(backend: Backend) {
+    let f = Fixture::on(backend, |_| {});
     let len = 300_000usize;
     let first = pseudo_random(len, 21);
     let id = id_in(&f.upload(&first));
@@ -424,11 +428,12 @@ fn a_payload_changed_between_the_parts_is_read_from_the_start_never_spliced() {
     // is replaced by another (the client waits a backoff before it asks for the rest).
     let second = pseudo_random(len, 22);
     let swap: OnCut = {
-        let (path, second) = (f.store.join(&id), second.clone());
+        // The proxy's thread outlives the test: it must not keep the store alive.
+        let (store, id, second) = (f.store.downgrade(), id.clone(), second.clone());
         Arc::new(move || {
-            let tmp = path.with_extension("swap");
-            std::fs::write(&tmp, &second).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
+            if let Some(store) = store.upgrade() {
+                store.replace(&id, &second);
+            }
         })
     };
     let proxy = CuttingProxy::start_with(f.addr(), vec![len as u64 / 2], swap);
@@ -444,9 +449,8 @@ fn a_payload_changed_between_the_parts_is_read_from_the_start_never_spliced() {
     assert_eq!(d[1].status, 200, "the server sent it whole: {d:?}");
 }
 
-#[test]
-fn a_download_that_keeps_failing_gives_up_with_the_url() {
-    let f = Fixture::new(|_| {});
+fn a_download_that_keeps_failing_gives_up_with_the_url(backend: Backend) {
+    let f = Fixture::on(backend, |_| {});
     let data = pseudo_random(100_000, 31);
     let id = id_in(&f.upload(&data));
     // Every answer is cut.
