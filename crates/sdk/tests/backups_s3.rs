@@ -1,20 +1,13 @@
-//! Backups against a real S3-compatible server (optional; not part of the default test run).
+//! Backups against a real S3-compatible server: moto's server mode on loopback, started here
+//! through ferry-testkit (`pip install 'moto[server]'`; scripts/test installs it, and without
+//! it the test fails with that hint rather than passing).
 //!
-//! The proof that the object-store destination works is in `backup_destinations.rs` (object_store's
-//! in-memory and local-file stores through the same trait). This test adds the S3 wire protocol.
-//! Run it against a local server, e.g. moto from PyPI (`pip install 'moto[server]'`):
-//!
-//! ```sh
-//! moto_server -H 127.0.0.1 -p 47123 &
-//! FERRY_TEST_S3_ENDPOINT=http://127.0.0.1:47123 \
-//!     cargo test -p ferry-sdk --test backups_s3 -- --ignored
-//! ```
-//!
-//! Run with `--ignored` but without the variable, it fails rather than passing silently.
+//! The destination logic is also tested in `backup_destinations.rs` (object_store's in-memory
+//! and local-file stores through the same trait); this adds the S3 wire protocol. The
+//! destination reads its endpoint and credentials from the `AWS_*` environment variables, so
+//! this binary holds this one test, the only one to set them.
 
 #![cfg(feature = "s3")]
-
-use std::io::{Read, Write};
 
 use ferry_sdk::archive::{self, Control};
 use ferry_sdk::backup_manager::{self, Destination, DestinationSpec, Policy, Reason};
@@ -24,39 +17,15 @@ use ferry_sdk::store::{
 };
 use ferry_sdk::ArchiveKey;
 
-/// Creates a bucket with one unauthenticated path-style PUT (what a local test server accepts).
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let hostport = endpoint
-        .strip_prefix("http://")
-        .expect("FERRY_TEST_S3_ENDPOINT must be http://host:port (a local test server)")
-        .trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(hostport).expect("connect to the S3 test server");
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    assert!(
-        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
-        "create bucket: {reply}"
-    );
-}
-
 #[test]
-#[ignore = "needs FERRY_TEST_S3_ENDPOINT: a local S3-compatible server (see the file's docs)"]
 fn s3_destination_round_trip() {
-    let endpoint = std::env::var("FERRY_TEST_S3_ENDPOINT")
-        .expect("set FERRY_TEST_S3_ENDPOINT to a local S3-compatible server");
+    let s3 = ferry_testkit::S3::start();
     let bucket = format!("ferry-test-{}", std::process::id());
-    create_bucket(&endpoint, &bucket);
+    s3.create_bucket(&bucket);
     // object_store reads these through AmazonS3Builder::from_env.
-    std::env::set_var("AWS_ENDPOINT", &endpoint);
-    std::env::set_var("AWS_ALLOW_HTTP", "true");
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    std::env::set_var("AWS_REGION", "us-east-1");
+    for (key, value) in s3.env() {
+        std::env::set_var(key, value);
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s.db")).unwrap();
