@@ -36,10 +36,20 @@ fn fifty_clients_and_a_node_killed_midway_lose_and_double_nothing() {
     assert_eq!(report["in_node_order"], true, "{report}");
     assert_eq!(report["messages_sent"], (clients * messages) as u64);
 
-    // Each client's own store, read directly.
+    every_store_holds_every_message_once(&keep, clients, groups, messages);
+}
+
+/// Each client's own store under `root`, read directly: its group's messages, each once, its
+/// own among them.
+fn every_store_holds_every_message_once(
+    root: &std::path::Path,
+    clients: usize,
+    groups: usize,
+    messages: usize,
+) {
     let per_group = clients / groups * messages;
     for i in 0..clients {
-        let store = Store::open(keep.join(format!("c{i}")).join("ferry.db")).unwrap();
+        let store = Store::open(root.join(format!("c{i}")).join("ferry.db")).unwrap();
         let convs = store.conversations(&ConversationFilter::default()).unwrap();
         assert_eq!(convs.len(), 1, "client {i} is in one group");
         let texts: Vec<String> = store
@@ -106,26 +116,7 @@ fn two_postgres_replicas_one_killed_midway_lose_and_double_nothing() {
         assert!(r["delivered_per_second"].as_f64().unwrap() > 0.0);
     }
 
-    let per_group = clients / groups * messages;
-    for i in 0..clients {
-        let store =
-            Store::open(keep.join("postgres").join(format!("c{i}")).join("ferry.db")).unwrap();
-        let convs = store.conversations(&ConversationFilter::default()).unwrap();
-        assert_eq!(convs.len(), 1, "client {i} is in one group");
-        let texts: Vec<String> = store
-            .messages(&MessageFilter {
-                conversation_id: Some(convs[0].id.clone()),
-                ..Default::default()
-            })
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == MessageKind::Application)
-            .filter_map(|m| m.text())
-            .collect();
-        let distinct: HashSet<&String> = texts.iter().collect();
-        assert_eq!(texts.len(), per_group, "client {i}: every message once");
-        assert_eq!(distinct.len(), per_group, "client {i}: no message twice");
-    }
+    every_store_holds_every_message_once(&keep.join("postgres"), clients, groups, messages);
 
     // The database holds every sent message, plus the commits that set the groups up and any
     // send whose reply the kill cut off and that went out again (the clients drop that copy):

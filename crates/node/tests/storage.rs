@@ -66,6 +66,28 @@ conformance!(
     reopening_keeps_everything,
 );
 
+/// Runs `work(thread)` on `threads` threads at once (released together by a barrier), thread
+/// `t` on replica `t % 2`, and returns what each returned, in thread order.
+fn race<T: Send + 'static>(
+    replicas: &[Arc<dyn NodeStorage>; 2],
+    threads: usize,
+    work: impl Fn(usize, &dyn NodeStorage) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(threads));
+    let work = Arc::new(work);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let s = Arc::clone(&replicas[t % 2]);
+            let (barrier, work) = (Arc::clone(&barrier), Arc::clone(&work));
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(t, s.as_ref())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 fn msg(group: &[u8], data: &[u8], epoch: Option<u64>) -> GroupMessageInput {
     GroupMessageInput {
         group_id: group.to_vec(),
@@ -301,42 +323,30 @@ fn a_request_nonce_is_accepted_once(db: Db) {
 /// chain.
 fn concurrent_appends_to_one_inbox_on_two_replicas_never_fork(db: Db) {
     let replicas = [db.open(), db.open()];
-    const THREADS: usize = 6;
     const POSITIONS: u64 = 15;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let s = Arc::clone(&replicas[t % 2]);
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut won = Vec::new();
-                for pos in 0..POSITIONS {
-                    // Each thread writes its own bytes at every position.
-                    let u = IdentityUpdate {
-                        unsigned: (pos * 100 + t as u64).to_be_bytes().to_vec(),
-                        ..Default::default()
-                    };
-                    loop {
-                        match s.append_identity_update("inbox", pos, &u, None) {
-                            Ok(()) => {
-                                won.push(pos);
-                                break;
-                            }
-                            Err(StorageError::SequenceTaken { .. }) => break,
-                            Err(e) if e.is_retryable() => continue,
-                            Err(e) => panic!("{e:?}"),
-                        }
+    let mut winners: Vec<u64> = race(&replicas, 6, |t, s| {
+        let mut won = Vec::new();
+        for pos in 0..POSITIONS {
+            // Each thread writes its own bytes at every position.
+            let u = IdentityUpdate {
+                unsigned: (pos * 100 + t as u64).to_be_bytes().to_vec(),
+                ..Default::default()
+            };
+            loop {
+                match s.append_identity_update("inbox", pos, &u, None) {
+                    Ok(()) => {
+                        won.push(pos);
+                        break;
                     }
+                    Err(StorageError::SequenceTaken { .. }) => break,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => panic!("{e:?}"),
                 }
-                won
-            })
-        })
-        .collect();
-    let mut winners: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+            }
+        }
+        won
+    })
+    .concat();
     winners.sort();
     assert_eq!(
         winners,
@@ -362,26 +372,13 @@ fn a_key_package_is_handed_out_once_across_replicas(db: Db) {
             .unwrap();
         replicas[1].put_key_package(&inst, b"last", true).unwrap();
         const THREADS: usize = 8;
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let got: Vec<Vec<u8>> = (0..THREADS)
-            .map(|t| {
-                let s = Arc::clone(&replicas[t % 2]);
-                let barrier = Arc::clone(&barrier);
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    loop {
-                        match s.take_key_package(&inst) {
-                            Ok(kp) => return kp.expect("a package"),
-                            Err(e) if e.is_retryable() => continue,
-                            Err(e) => panic!("{e:?}"),
-                        }
-                    }
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect();
+        let got: Vec<Vec<u8>> = race(&replicas, THREADS, move |_, s| loop {
+            match s.take_key_package(&inst) {
+                Ok(kp) => return kp.expect("a package"),
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => panic!("{e:?}"),
+            }
+        });
         let regular = got
             .iter()
             .filter(|kp| kp.as_slice() == [b'k', round])
@@ -400,38 +397,29 @@ fn ids_from_two_replicas_are_unique_and_page_without_gaps(db: Db) {
     let replicas = [db.open(), db.open()];
     const THREADS: usize = 4;
     const BATCHES: usize = 25;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let s = Arc::clone(&replicas[t % 2]);
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut ids = Vec::new();
-                for b in 0..BATCHES {
-                    let batch: Vec<_> = (0..3)
-                        .map(|i| msg(b"g", format!("{t}-{b}-{i}").as_bytes(), None))
-                        .collect();
-                    let stored = loop {
-                        match s.insert_group_messages(&batch, 1) {
-                            Ok(stored) => break stored,
-                            Err(e) if e.is_retryable() => continue,
-                            Err(e) => panic!("{e:?}"),
-                        }
-                    };
-                    assert!(stored
-                        .windows(2)
-                        .all(|w| w[0].sequence_id < w[1].sequence_id));
-                    ids.extend(stored.iter().map(|m| m.sequence_id));
+    let written: BTreeSet<u64> = race(&replicas, THREADS, |t, s| {
+        let mut ids = Vec::new();
+        for b in 0..BATCHES {
+            let batch: Vec<_> = (0..3)
+                .map(|i| msg(b"g", format!("{t}-{b}-{i}").as_bytes(), None))
+                .collect();
+            let stored = loop {
+                match s.insert_group_messages(&batch, 1) {
+                    Ok(stored) => break stored,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => panic!("{e:?}"),
                 }
-                ids
-            })
-        })
-        .collect();
-    let written: BTreeSet<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+            };
+            assert!(stored
+                .windows(2)
+                .all(|w| w[0].sequence_id < w[1].sequence_id));
+            ids.extend(stored.iter().map(|m| m.sequence_id));
+        }
+        ids
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     assert_eq!(written.len(), THREADS * BATCHES * 3, "ids are unique");
     let mut cursor = 0;
     let mut seen = Vec::new();
