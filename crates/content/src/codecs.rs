@@ -49,6 +49,18 @@ pub type Text = String;
 pub struct TextCodec;
 
 impl TextCodec {
+    /// The text of content of XMTP's or Ferry's text type; the fallback (or "") otherwise.
+    pub fn decode_text(content: &EncodedContent) -> String {
+        Self::decode_any_text(content)
+            .ok()
+            .filter(|_| {
+                Self::content_type().same_major(&content.content_type)
+                    || ferry_text().same_major(&content.content_type)
+            })
+            .or_else(|| content.fallback.clone())
+            .unwrap_or_default()
+    }
+
     /// Text of XMTP's type or Ferry's own.
     pub(crate) fn decode_any_text(content: &EncodedContent) -> Result<String, ContentError> {
         if let Some(enc) = content.parameter("encoding") {
@@ -189,7 +201,8 @@ pub struct ReactionCodec;
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReactionJson {
-    reference: String,
+    #[serde(default)]
+    reference: Option<String>,
     #[serde(default)]
     reference_inbox_id: Option<String>,
     action: String,
@@ -203,6 +216,42 @@ fn schema_named(name: &str) -> ReactionSchema {
         "shortcode" => ReactionSchema::Shortcode,
         "custom" => ReactionSchema::Custom,
         _ => ReactionSchema::Unicode,
+    }
+}
+
+impl ReactionCodec {
+    /// Decodes a reaction whose body may lack its reference (libxmtp keeps a reaction's
+    /// reference beside the message, and early JSON reactions in archives have none in the
+    /// body): `stored` is that reference.
+    pub fn decode_with_reference(
+        content: &EncodedContent,
+        stored: Option<&[u8]>,
+    ) -> Result<Reaction, ContentError> {
+        if reaction_v1().same_major(&content.content_type) {
+            let j: ReactionJson =
+                serde_json::from_slice(&content.content).map_err(|e| invalid("reaction", e))?;
+            let reference = match (j.reference.as_deref(), stored) {
+                (Some(hex_id), _) => reference_bytes(hex_id)?,
+                (None, Some(stored)) if !stored.is_empty() => stored.to_vec(),
+                (None, _) => {
+                    return Err(ContentError::Invalid("reaction without reference".into()))
+                }
+            };
+            return Ok(Reaction {
+                reference,
+                reference_inbox_id: j.reference_inbox_id.as_deref().and_then(non_empty),
+                action: match j.action.as_str() {
+                    "removed" => ReactionAction::Removed,
+                    "added" => ReactionAction::Added,
+                    other => {
+                        return Err(ContentError::Invalid(format!("reaction action {other:?}")))
+                    }
+                },
+                content: j.content,
+                schema: schema_named(j.schema.as_deref().unwrap_or("unicode")),
+            });
+        }
+        Self::decode(content)
     }
 }
 
@@ -250,21 +299,7 @@ impl ContentCodec for ReactionCodec {
 
     fn decode(content: &EncodedContent) -> Result<Reaction, ContentError> {
         if reaction_v1().same_major(&content.content_type) {
-            let j: ReactionJson =
-                serde_json::from_slice(&content.content).map_err(|e| invalid("reaction", e))?;
-            return Ok(Reaction {
-                reference: reference_bytes(&j.reference)?,
-                reference_inbox_id: j.reference_inbox_id.as_deref().and_then(non_empty),
-                action: match j.action.as_str() {
-                    "removed" => ReactionAction::Removed,
-                    "added" => ReactionAction::Added,
-                    other => {
-                        return Err(ContentError::Invalid(format!("reaction action {other:?}")))
-                    }
-                },
-                content: j.content,
-                schema: schema_named(j.schema.as_deref().unwrap_or("unicode")),
-            });
+            return Self::decode_with_reference(content, None);
         }
         expect_type::<Self>(content)?;
         let w =

@@ -261,6 +261,19 @@ impl Content {
         decoded.unwrap_or_else(|_| Content::Unknown(encoded.clone()))
     }
 
+    /// Like [`Content::decode`], for a stored message whose reference (of a reply or
+    /// reaction) is also kept beside it: a reaction whose body lacks its reference (as in
+    /// libxmtp archives) takes that one.
+    pub fn decode_stored(encoded: &EncodedContent, reference_id: Option<&[u8]>) -> Content {
+        let ct = &encoded.content_type;
+        if codecs::reaction_v1().same_major(ct) {
+            return ReactionCodec::decode_with_reference(encoded, reference_id)
+                .map(Content::Reaction)
+                .unwrap_or_else(|_| Content::Unknown(encoded.clone()));
+        }
+        Content::decode(encoded)
+    }
+
     /// The short name of the kind of content, for listings: `text`, `reply`, `reaction`,
     /// `read_receipt`, `attachment`, `remote_attachment`, `group_updated` or `unknown`.
     pub fn kind(&self) -> &'static str {

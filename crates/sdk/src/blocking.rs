@@ -288,6 +288,16 @@ impl Group {
         fn send_text_optimistic(&self, text: &str) -> Result<Vec<u8>>;
         fn send_optimistic(&self, env: Envelope) -> Result<Vec<u8>>;
         fn publish_messages(&self) -> Result<u64>;
+        fn send_encoded(&self, encoded: &crate::content::EncodedContent) -> Result<Vec<u8>>;
+        fn send_reply(&self, reference: &[u8], text: &str) -> Result<Vec<u8>>;
+        fn send_reaction(&self, reference: &[u8], emoji: &str, remove: bool) -> Result<Vec<u8>>;
+        fn send_read_receipt(&self) -> Result<Vec<u8>>;
+        fn send_attachment(&self, attachment: &crate::content::Attachment) -> Result<Vec<u8>>;
+        fn send_remote_attachment(
+            &self,
+            attachment: &crate::content::Attachment,
+            store: std::sync::Arc<dyn crate::content::AttachmentStore>
+        ) -> Result<Vec<u8>>;
     }
 }
 

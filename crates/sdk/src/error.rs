@@ -123,6 +123,10 @@ pub enum Error {
         /// Who signed the archive (an installation in hex, or `unsigned`).
         found: String,
     },
+    /// Content that does not encode or decode, an attachment over the inline limit, or a
+    /// remote attachment whose download does not match its digest or key.
+    #[error("{0}")]
+    Content(#[from] ferry_content::ContentError),
     /// An archive of another inbox: its conversations could never become active here.
     #[error("archive belongs to inbox {archive_inbox}, not to this installation's inbox {inbox}")]
     ForeignArchive {
@@ -163,6 +167,7 @@ impl Error {
                 true
             }
             Error::XmtpPassphrase
+            | Error::Content(_)
             | Error::ParentMissing(_)
             | Error::InvalidArchive(_)
             | Error::NoElements
@@ -220,6 +225,12 @@ impl Error {
             Error::NoElements | Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::Cancelled => "CANCELLED",
             Error::Inactive => "GROUP_INACTIVE",
+            Error::Content(e) => match e {
+                ferry_content::ContentError::TooLarge { .. } => "ATTACHMENT_TOO_LARGE",
+                ferry_content::ContentError::DigestMismatch { .. }
+                | ferry_content::ContentError::Decrypt => "ATTACHMENT_REFUSED",
+                _ => "INVALID_CONTENT",
+            },
             Error::Transport(e) => match e {
                 T::InvalidUrl { .. } => "INVALID_ARGUMENT",
                 T::Unavailable(_) | T::Closed(_) => "NODE_UNREACHABLE",

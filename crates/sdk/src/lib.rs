@@ -94,6 +94,7 @@ pub mod archive;
 pub mod backup_manager;
 pub mod blocking;
 pub mod client;
+pub mod content;
 pub mod conversations;
 pub mod dev;
 pub mod device_sync;

@@ -137,6 +137,11 @@ fn vector_imports_its_group_message_and_consent() {
     assert_eq!(hex::encode(&m.id), MESSAGE_ID);
     assert_eq!(m.conversation_id, c.id);
     assert_eq!(m.text().as_deref(), Some("hello there"));
+    assert_eq!(
+        ferry_sdk::content::content_of(m),
+        ferry_sdk::content::Content::Text("hello there".into()),
+        "the vector's message imports as text"
+    );
     assert_eq!(m.content, b"hello there");
     assert_eq!(m.content_type, ct("xmtp.org", "text", 1, 0));
     assert_eq!(m.sent_at_ns, SENT_AT_NS);
@@ -765,6 +770,22 @@ fn generated_archive_imports_everything() {
     assert_eq!(reaction.text().as_deref(), reaction.fallback.as_deref());
     assert_eq!(reaction.reference_id, Some(message_id(0)));
     assert_eq!(reaction.parameters, None);
+    // It imports as a reaction (not as bytes): on the message it refers to.
+    match ferry_sdk::content::content_of(reaction) {
+        ferry_sdk::content::Content::Reaction(r) => {
+            assert_eq!(r.reference, message_id(0));
+            assert_eq!(r.content, "+1");
+            assert_eq!(r.action, ferry_sdk::content::ReactionAction::Added);
+        }
+        other => panic!("{other:?}"),
+    }
+    let summary = ferry_sdk::content::reactions(std::slice::from_ref(reaction));
+    assert_eq!(summary[&message_id(0)][0].content, "+1");
+    // Text imports as text.
+    assert!(matches!(
+        ferry_sdk::content::content_of(&by_msg[&message_id(1)]),
+        ferry_sdk::content::Content::Text(_)
+    ));
 
     let raw = &by_msg[&message_id(RAW_TEXT)];
     assert_eq!(raw.text().as_deref(), Some("raw hello"));
