@@ -44,7 +44,10 @@ fn app_messages(c: &Client, group: &[u8]) -> Vec<Message> {
 
 /// What an installation holds of the group, type by type: (kind, the decoded content's
 /// essentials), in order, plus the reactions summary keyed by the text they are on.
-fn view(c: &Client, group: &[u8]) -> (Vec<String>, BTreeMap<String, Vec<(String, usize)>>) {
+/// Per message text: (emoji, how many inboxes have it on).
+type Summary = BTreeMap<String, Vec<(String, usize)>>;
+
+fn view(c: &Client, group: &[u8]) -> (Vec<String>, Summary) {
     let messages = app_messages(c, group);
     let text_of: BTreeMap<Vec<u8>, String> = messages
         .iter()
@@ -123,7 +126,7 @@ fn every_content_type_goes_through_send_archive_and_history_sync() {
         "remote Some(\"photo.jpg\")".into(),
         "reaction 😀 Added to Some(\"photo time\")".into(),
     ];
-    let reactions: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::from([(
+    let reactions: Summary = BTreeMap::from([(
         "photo time".to_string(),
         vec![("👍".to_string(), 1), ("😀".to_string(), 1)],
     )]);
