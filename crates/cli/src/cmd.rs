@@ -173,12 +173,100 @@ pub struct MessageJson {
     pub text: Option<String>,
     pub reference_id: Option<String>,
     pub delivery_status: &'static str,
+    /// `text`, `reply`, `reaction`, `read_receipt`, `attachment`, `remote_attachment`,
+    /// `group_updated` or `unknown`.
+    pub content_kind: &'static str,
+    /// What the sender gave to show where the type is not known.
+    pub fallback: Option<String>,
+    /// Replies: the message replied to (hex id).
+    pub reply_to: Option<String>,
+    /// The reactions on this message as they stand.
+    pub reactions: Vec<ReactionJson>,
+    /// Attachments: what the file is, and whether its bytes are in this store.
+    pub attachment: Option<AttachmentJson>,
+}
+
+#[derive(Serialize)]
+pub struct ReactionJson {
+    pub content: String,
+    pub count: usize,
+    pub inbox_ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct AttachmentJson {
+    pub filename: Option<String>,
+    pub mime_type: Option<String>,
+    /// Bytes of the file (inline), or of the encrypted upload (remote) when the sender said.
+    pub size: Option<u64>,
+    /// Inline: the file is in the message. Remote: it is fetched from `url`.
+    pub stored: bool,
+    pub url: Option<String>,
+}
+
+impl MessageJson {
+    /// The message, with the reactions on it from `reactions` (see
+    /// [`ferry_sdk::content::reactions`]).
+    pub fn with_reactions(
+        m: &Message,
+        reactions: &std::collections::BTreeMap<Vec<u8>, Vec<ferry_sdk::content::ReactionCount>>,
+    ) -> MessageJson {
+        let mut j = MessageJson::from(m);
+        if let Some(counts) = reactions.get(&m.id) {
+            j.reactions = counts
+                .iter()
+                .map(|c| ReactionJson {
+                    content: c.content.clone(),
+                    count: c.inboxes.len(),
+                    inbox_ids: c.inboxes.clone(),
+                })
+                .collect();
+        }
+        j
+    }
 }
 
 impl From<&Message> for MessageJson {
     fn from(m: &Message) -> Self {
+        use ferry_sdk::content::{Content, TextCodec};
         let ct = &m.content_type;
+        let content = ferry_sdk::content::content_of(m);
+        let (text, reply_to, attachment) = match &content {
+            Content::Reply(r) => (
+                Some(TextCodec::decode_text(&r.content)),
+                Some(hex::encode(&r.reference)),
+                None,
+            ),
+            Content::Attachment(a) => (
+                m.text(),
+                None,
+                Some(AttachmentJson {
+                    filename: a.filename.clone(),
+                    mime_type: Some(a.mime_type.clone()),
+                    size: Some(a.data.len() as u64),
+                    stored: true,
+                    url: None,
+                }),
+            ),
+            Content::RemoteAttachment(r) => (
+                m.text(),
+                None,
+                Some(AttachmentJson {
+                    filename: r.filename.clone(),
+                    mime_type: None,
+                    size: r.content_length,
+                    stored: false,
+                    url: Some(r.url.clone()),
+                }),
+            ),
+            _ => (m.text(), None, None),
+        };
         MessageJson {
+            content_kind: content.kind(),
+            fallback: m.fallback.clone(),
+            reply_to,
+            reactions: Vec::new(),
+            attachment,
             id: hex::encode(&m.id),
             conversation_id: hex::encode(&m.conversation_id),
             sender_inbox_id: m.sender_inbox_id.clone(),
@@ -186,7 +274,7 @@ impl From<&Message> for MessageJson {
             sent_at_ns: m.sent_at_ns,
             kind: m.kind.as_str(),
             content_type: format!("{}/{}:{}.{}", ct.authority, ct.type_id, ct.major, ct.minor),
-            text: m.text(),
+            text,
             reference_id: m.reference_id.as_ref().map(hex::encode),
             delivery_status: m.delivery_status.as_str(),
         }
@@ -268,32 +356,50 @@ pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
         Some(_) => registered_client(&home)?,
         None => None,
     };
-    let list = match (client, conversation_id) {
-        // A DM shows the messages of all its stitched groups.
-        (Some(client), Some(id)) => {
-            client
-                .conversation(&id)?
-                .messages(&ferry_sdk::MessageQuery {
+    let fetch = |limit: Option<u64>| -> Result<Vec<Message>> {
+        Ok(match (&client, &conversation_id) {
+            // A DM shows the messages of all its stitched groups.
+            (Some(client), Some(id)) => {
+                client
+                    .conversation(id)?
+                    .messages(&ferry_sdk::MessageQuery {
+                        limit,
+                        ..Default::default()
+                    })?
+            }
+            (_, conversation_id) => {
+                let store = read_store(home.clone())?;
+                if let Some(id) = conversation_id {
+                    if store.conversation(id)?.is_none() {
+                        return Err(format!("conversation {} not found", hex::encode(id)).into());
+                    }
+                }
+                store.messages(&MessageFilter {
+                    conversation_id: conversation_id.clone(),
                     limit,
                     ..Default::default()
                 })?
-        }
-        (_, conversation_id) => {
-            let store = read_store(home)?;
-            if let Some(id) = &conversation_id {
-                if store.conversation(id)?.is_none() {
-                    return Err(format!("conversation {} not found", hex::encode(id)).into());
-                }
             }
-            store.messages(&MessageFilter {
-                conversation_id,
-                limit,
-                ..Default::default()
-            })?
-        }
+        })
+    };
+    let list = fetch(limit)?;
+    let list_all = match (&conversation_id, limit) {
+        (Some(_), Some(_)) if json => Some(fetch(None)?),
+        _ => None,
     };
     if json {
-        print_json(&list.iter().map(MessageJson::from).collect::<Vec<_>>())?;
+        // Reactions count whatever the listing's limit: they are summed over the whole
+        // conversation when the listing is of one.
+        let reactions = match (&list_all, limit) {
+            (Some(all), Some(_)) => ferry_sdk::content::reactions(all),
+            _ => ferry_sdk::content::reactions(&list),
+        };
+        print_json(
+            &list
+                .iter()
+                .map(|m| MessageJson::with_reactions(m, &reactions))
+                .collect::<Vec<_>>(),
+        )?;
     } else {
         for m in &list {
             println!(

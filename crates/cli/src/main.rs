@@ -7,6 +7,7 @@ mod archive_cmd;
 mod backup_cmd;
 mod bench;
 mod cmd;
+mod content_cmd;
 mod demo;
 mod history_cmd;
 mod msg_cmd;
@@ -89,13 +90,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a text message.
+    /// Send a text message (a reply to message MSG with --reply-to MSG).
     Send {
         conversation_id: String,
         text: String,
+        /// Reply to this message (hex id).
+        #[arg(long, value_name = "MSG")]
+        reply_to: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// React to a message with an emoji (or take the reaction back with --remove).
+    React {
+        conversation_id: String,
+        message_id: String,
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a file: inside the message when small (up to 1,000,000 bytes), otherwise
+    /// encrypted with a fresh key and uploaded to this installation's history server.
+    SendFile {
+        conversation_id: String,
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attachments of messages.
+    #[command(subcommand)]
+    Attachment(content_cmd::AttachmentCmd),
     /// Fetch welcomes and messages from the node and apply them.
     Sync {
         #[arg(long)]
@@ -243,8 +268,22 @@ fn main() {
         Command::Send {
             conversation_id,
             text,
+            reply_to,
             json,
-        } => msg_cmd::send(home, conversation_id, text, json),
+        } => content_cmd::send(home, conversation_id, text, reply_to, json),
+        Command::React {
+            conversation_id,
+            message_id,
+            emoji,
+            remove,
+            json,
+        } => content_cmd::react(home, conversation_id, message_id, emoji, remove, json),
+        Command::SendFile {
+            conversation_id,
+            path,
+            json,
+        } => content_cmd::send_file(home, conversation_id, path, json),
+        Command::Attachment(c) => content_cmd::attachment(home, c),
         Command::Sync { json } => msg_cmd::sync(home, json),
         Command::Installations(c) => msg_cmd::installations(home, c),
         Command::Node {

@@ -380,28 +380,6 @@ pub fn dm(home: Option<PathBuf>, inbox_id: String, json: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct Sent {
-    message_id: String,
-    conversation_id: String,
-}
-
-pub fn send(home: Option<PathBuf>, conversation: String, text: String, json: bool) -> Result<()> {
-    let client = open_client(home)?;
-    let g = client.conversation(&parse_id(&conversation)?)?;
-    let id = g.send(&text)?;
-    let out = Sent {
-        message_id: hex::encode(id),
-        conversation_id: hex::encode(g.id()),
-    };
-    if json {
-        print_json(&out)?;
-    } else {
-        println!("{}", out.message_id);
-    }
-    Ok(())
-}
-
 pub fn sync(home: Option<PathBuf>, json: bool) -> Result<()> {
     let client = open_client(home)?;
     let report = client.sync_all()?;

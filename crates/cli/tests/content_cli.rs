@@ -1,0 +1,146 @@
+//! Replies, reactions and files through the `ferry` binary against `ferry node` and
+//! `ferry history-server` on loopback, and what `messages list --json` says of them.
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn init_with_history(home: &std::path::Path, node: &Node, history: &str) -> Value {
+    json(ferry(home).args([
+        "init",
+        "--node",
+        &node.url,
+        "--history-url",
+        history,
+        "--json",
+    ]))
+}
+
+fn listed(home: &std::path::Path, gid: &str) -> Vec<Value> {
+    json(ferry(home).args(["messages", "list", "--conversation", gid, "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "application")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn replies_reactions_and_files_round_trip_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let node = Node::start(&t.path().join("node.db"));
+    let history = HistoryServer::start(&t.path().join("history"));
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    init_with_history(&a, &node, &history.url);
+    let bob = init_with_history(&b, &node, &history.url);
+    let gid = json(ferry(&a).args([
+        "group",
+        "create",
+        bob["inbox_id"].as_str().unwrap(),
+        "--json",
+    ]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hello = json(ferry(&a).args(["send", &gid, "look at this", "--json"]));
+    assert_eq!(hello["content_kind"], "text");
+    let hello = hello["message_id"].as_str().unwrap().to_string();
+    json(ferry(&b).args(["sync", "--json"]));
+
+    let reply = json(ferry(&b).args(["send", &gid, "nice!", "--reply-to", &hello, "--json"]));
+    assert_eq!(reply["content_kind"], "reply");
+    json(ferry(&b).args(["react", &gid, &hello, "👍", "--json"]));
+    json(ferry(&b).args(["react", &gid, &hello, "🔥", "--json"]));
+    json(ferry(&b).args(["react", &gid, &hello, "🔥", "--remove", "--json"]));
+
+    let small = t.path().join("cat.png");
+    std::fs::write(&small, vec![3u8; 5000]).unwrap();
+    let big = t.path().join("movie.mp4");
+    let big_bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&big, &big_bytes).unwrap();
+    let s = json(ferry(&a).args(["send-file", &gid, small.to_str().unwrap(), "--json"]));
+    assert_eq!(s["content_kind"], "attachment");
+    let inline_id = s["message_id"].as_str().unwrap().to_string();
+    let s = json(ferry(&a).args(["send-file", &gid, big.to_str().unwrap(), "--json"]));
+    assert_eq!(s["content_kind"], "remote_attachment");
+    let remote_id = s["message_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        count_files(&t.path().join("history")),
+        1,
+        "one encrypted upload"
+    );
+    json(ferry(&b).args(["sync", "--json"]));
+    json(ferry(&a).args(["sync", "--json"]));
+
+    for home in [&a, &b] {
+        let list = listed(home, &gid);
+        let kinds: Vec<&str> = list
+            .iter()
+            .map(|m| m["content_kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "text",
+                "reply",
+                "reaction",
+                "reaction",
+                "reaction",
+                "attachment",
+                "remote_attachment"
+            ]
+        );
+        let first = &list[0];
+        assert_eq!(first["text"], "look at this");
+        assert_eq!(first["reactions"].as_array().unwrap().len(), 1, "{first}");
+        assert_eq!(first["reactions"][0]["content"], "👍");
+        assert_eq!(first["reactions"][0]["count"], 1);
+        assert_eq!(first["reactions"][0]["inbox_ids"][0], bob["inbox_id"]);
+        assert_eq!(list[1]["reply_to"], hello.as_str());
+        assert_eq!(list[1]["text"], "nice!");
+        assert_eq!(list[1]["content_type"], "xmtp.org/reply:1.0");
+        assert_eq!(list[2]["content_type"], "xmtp.org/reaction:2.0");
+        assert!(list[2]["fallback"].as_str().unwrap().contains("👍"));
+        let inline = &list[5]["attachment"];
+        assert_eq!(inline["filename"], "cat.png");
+        assert_eq!(inline["mime_type"], "image/png");
+        assert_eq!(inline["size"], 5000);
+        assert_eq!(inline["stored"], true);
+        let remote = &list[6]["attachment"];
+        assert_eq!(remote["filename"], "movie.mp4");
+        assert_eq!(remote["stored"], false);
+        assert!(remote["url"].as_str().unwrap().starts_with(&history.url));
+    }
+
+    // Both files come back whole on the other side.
+    let out = t.path().join("got.png");
+    let got = json(ferry(&b).args([
+        "attachment",
+        "get",
+        &inline_id,
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(got["remote"], false);
+    assert_eq!(std::fs::read(&out).unwrap(), vec![3u8; 5000]);
+    let out = t.path().join("got.mp4");
+    let got = json(ferry(&b).args([
+        "attachment",
+        "get",
+        &remote_id,
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(got["remote"], true);
+    assert_eq!(got["mime_type"], "video/mp4");
+    assert_eq!(std::fs::read(&out).unwrap(), big_bytes);
+
+    // A message that is no attachment says so, and writes nothing.
+    let out = t.path().join("nothing");
+    let err = fails(ferry(&b).args(["attachment", "get", &hello, out.to_str().unwrap()]));
+    assert!(err.contains("not an attachment"), "{err}");
+    assert!(!out.exists());
+}
