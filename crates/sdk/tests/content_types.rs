@@ -218,3 +218,86 @@ fn an_inline_attachment_over_the_limit_is_refused_and_nothing_is_sent() {
     assert_eq!(err.code(), "ATTACHMENT_TOO_LARGE", "{err}");
     assert!(app_messages(&a1, g.id()).is_empty());
 }
+
+fn notices(c: &Client, group: &[u8]) -> Vec<content::GroupUpdated> {
+    c.conversation(group)
+        .unwrap()
+        .messages(&MessageQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == MessageKind::MembershipChange)
+        .map(|m| match content::content_of(&m) {
+            Content::GroupUpdated(u) => u,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn commits_leave_group_updated_notices_alike_on_every_member() {
+    let net = Net::new();
+    let (alice, _) = net.create("alice", AccountKey::New, false);
+    let (bob, _) = net.create("bob", AccountKey::New, false);
+    let (carol, _) = net.create("carol", AccountKey::New, false);
+    let g = alice
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    let id = g.id().to_vec();
+    bob.sync_all().unwrap();
+    g.add_members(&[carol.inbox_id().into()]).unwrap();
+    bob.sync_all().unwrap();
+    bob.conversation(&id).unwrap().update_name("Trip").unwrap();
+    alice.sync_all().unwrap();
+    g.remove_members(&[carol.inbox_id().into()]).unwrap();
+    bob.sync_all().unwrap();
+
+    let (a, b, c) = (
+        alice.inbox_id().to_string(),
+        bob.inbox_id().to_string(),
+        carol.inbox_id().to_string(),
+    );
+    for (who, client) in [("alice", &alice), ("bob", &bob)] {
+        let n = notices(client, &id);
+        let adds: Vec<_> = n
+            .iter()
+            .filter(|u| u.added_inboxes == [c.clone()])
+            .collect();
+        assert_eq!(adds.len(), 1, "{who}: {n:?}");
+        assert_eq!(adds[0].initiated_by_inbox_id, a);
+        let renames: Vec<_> = n
+            .iter()
+            .filter(|u| !u.metadata_field_changes.is_empty())
+            .collect();
+        assert_eq!(renames.len(), 1, "{who}: {n:?}");
+        assert_eq!(renames[0].initiated_by_inbox_id, b);
+        assert_eq!(
+            renames[0].metadata_field_changes[0].field_name,
+            "group_name"
+        );
+        assert_eq!(
+            renames[0].metadata_field_changes[0].new_value.as_deref(),
+            Some("Trip")
+        );
+        let removes: Vec<_> = n
+            .iter()
+            .filter(|u| u.removed_inboxes == [c.clone()])
+            .collect();
+        assert_eq!(removes.len(), 1, "{who}: {n:?}");
+        assert_eq!(removes[0].initiated_by_inbox_id, a);
+    }
+    // The fallback reads as a sentence.
+    let m = bob
+        .conversation(&id)
+        .unwrap()
+        .messages(&MessageQuery::default())
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == MessageKind::MembershipChange && m.text().unwrap().contains("renamed"))
+        .unwrap();
+    assert_eq!(
+        m.text().unwrap(),
+        format!("{} renamed the group to \"Trip\"", &b[..8])
+    );
+    assert_eq!(m.content_type.type_id, "group_updated");
+    assert_eq!(m.content_type.authority, "xmtp.org");
+}

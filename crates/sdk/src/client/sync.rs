@@ -15,7 +15,7 @@ use prost::Message as _;
 use serde::Serialize;
 
 use super::conversations::{
-    conversation_row, decode_welcome_record, describe_commit, envelope_message, membership_message,
+    conversation_row, decode_welcome_record, envelope_message, membership_message,
 };
 use super::{application_message_id, message_id, parse_credential, Client, Event, S_KNOWN_OWN};
 use crate::{Error, Result};
@@ -474,11 +474,19 @@ impl Client {
             }
             // Ours came first in its epoch: everyone applies it, so do we; the welcome
             // for the installations it adds goes out once this commits.
+            let before = super::conversations::inboxes_of(group);
             ferry_mls::merge_pending_commit(group, p)?;
             if let Some(w) = welcome {
                 store.welcome_outbox_push(group_id, &w)?;
             }
-            return self.record_own_commit(store, group, group_id, id, m.created_at_ns);
+            return self.record_own_commit(
+                store,
+                group,
+                group_id,
+                id,
+                m.created_at_ns,
+                Some(&before),
+            );
         }
         // One of our application messages: published, or (ordered after a commit it
         // predates) to be sent again.
@@ -521,11 +529,12 @@ impl Client {
             }
             Processed::OwnCommit { .. } => {
                 self.take_pending(store, group_id)?;
-                self.record_own_commit(store, group, group_id, id, m.created_at_ns)
+                self.record_own_commit(store, group, group_id, id, m.created_at_ns, None)
             }
             Processed::Commit {
                 committer,
                 added,
+                removed,
                 self_removed,
                 ..
             } => {
@@ -558,14 +567,16 @@ impl Client {
                     }
                 }
                 let (inbox, inst) = parse_credential(&committer).unwrap_or_default();
-                let msg = membership_message(
-                    id,
-                    group_id,
+                let old = store.conversation(group_id)?;
+                let update = super::conversations::commit_update(
+                    group,
                     &inbox,
-                    &inst,
-                    m.created_at_ns,
-                    &describe_commit(group, &self.inner.inbox_id),
+                    None,
+                    &added,
+                    &removed,
+                    old.as_ref(),
                 );
+                let msg = membership_message(id, group_id, &inst, m.created_at_ns, &update);
                 let fresh = store.insert_message(&msg)?;
                 let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
                 store.set_conversation_metadata(
@@ -662,15 +673,18 @@ impl Client {
         group_id: &[u8],
         id: Vec<u8>,
         at_ns: i64,
+        before: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Outcome> {
-        let msg = membership_message(
-            id,
-            group_id,
+        let old = store.conversation(group_id)?;
+        let update = super::conversations::commit_update(
+            group,
             &self.inner.inbox_id,
-            &self.inner.installation_id,
-            at_ns,
-            &describe_commit(group, &self.inner.inbox_id),
+            before,
+            &[],
+            &[],
+            old.as_ref(),
         );
+        let msg = membership_message(id, group_id, &self.inner.installation_id, at_ns, &update);
         store.insert_message(&msg)?;
         let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
         store.set_conversation_metadata(group_id, &row.name, &row.description, &row.image_url)?;

@@ -122,33 +122,123 @@ pub(crate) fn envelope_message(
     }
 }
 
-/// The store row recording a membership change (a commit).
+/// The store row recording a commit: a [`ferry_content::GroupUpdated`] notice (XMTP's
+/// `group_updated` type: who added or removed whom, which fields changed), with a one-line
+/// fallback.
 pub(crate) fn membership_message(
     id: Vec<u8>,
     group_id: &[u8],
-    committer_inbox: &str,
     committer_installation: &[u8],
     at_ns: i64,
-    summary: &str,
+    update: &ferry_content::GroupUpdated,
 ) -> Message {
+    use ferry_content::ContentCodec as _;
+    let encoded = ferry_content::GroupUpdatedCodec::encode(update).unwrap_or_else(|_| {
+        ferry_content::EncodedContent::new(
+            ferry_content::GroupUpdatedCodec::content_type(),
+            Vec::new(),
+        )
+    });
     Message {
         id,
         conversation_id: group_id.to_vec(),
-        sender_inbox_id: committer_inbox.to_string(),
+        sender_inbox_id: update.initiated_by_inbox_id.clone(),
         sender_installation_id: committer_installation.to_vec(),
         sent_at_ns: at_ns,
         kind: MessageKind::MembershipChange,
         content_type: ContentType {
-            authority: "ferry.chat".into(),
-            type_id: "group_updated".into(),
-            major: 1,
-            minor: 0,
+            authority: encoded.content_type.authority.clone(),
+            type_id: encoded.content_type.type_id.clone(),
+            major: encoded.content_type.major,
+            minor: encoded.content_type.minor,
         },
-        content: summary.as_bytes().to_vec(),
-        fallback: Some(summary.to_string()),
+        content: encoded.content.clone(),
+        fallback: Some(update.summary(short_inbox)),
         parameters: None,
         reference_id: None,
         delivery_status: DeliveryStatus::Published,
+    }
+}
+
+/// An inbox id cut to 8 characters, for one-line summaries.
+fn short_inbox(inbox: &str) -> String {
+    inbox.chars().take(8).collect()
+}
+
+/// The inboxes in the group.
+pub(crate) fn inboxes_of(group: &MlsGroup) -> BTreeSet<String> {
+    ferry_mls::members(group)
+        .iter()
+        .filter_map(|c| parse_credential(c).map(|(inbox, _)| inbox))
+        .collect()
+}
+
+/// What a commit changed, for its notice. `before` is the group's inboxes before it (when
+/// known); otherwise they are worked out from the installations it `added` and `removed`:
+/// an inbox is added when all of its installations are new, removed when none is left.
+/// Name, description and image changes come from `old` (the conversation's row before the
+/// commit) against the group's metadata now.
+pub(crate) fn commit_update(
+    group: &MlsGroup,
+    committer_inbox: &str,
+    before: Option<&BTreeSet<String>>,
+    added: &[Vec<u8>],
+    removed: &[Vec<u8>],
+    old: Option<&ferry_store::Conversation>,
+) -> ferry_content::GroupUpdated {
+    let after = inboxes_of(group);
+    let (added_inboxes, removed_inboxes) = match before {
+        Some(before) => (
+            after.difference(before).cloned().collect(),
+            before.difference(&after).cloned().collect(),
+        ),
+        None => {
+            let inbox = |c: &Vec<u8>| parse_credential(c).map(|(i, _)| i);
+            let added_set: BTreeSet<&Vec<u8>> = added.iter().collect();
+            let new_inboxes: BTreeSet<String> = added.iter().filter_map(inbox).collect();
+            let members = ferry_mls::members(group);
+            let added_inboxes = new_inboxes
+                .into_iter()
+                .filter(|i| {
+                    members
+                        .iter()
+                        .filter(|c| inbox(c).as_deref() == Some(i.as_str()))
+                        .all(|c| added_set.contains(c))
+                })
+                .collect();
+            let removed_inboxes = removed
+                .iter()
+                .filter_map(inbox)
+                .filter(|i| !after.contains(i))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            (added_inboxes, removed_inboxes)
+        }
+    };
+    let meta = metadata_of(group);
+    let mut changes = Vec::new();
+    if let Some(old) = old {
+        for (field, was, now) in [
+            ("group_name", &old.name, &meta.name),
+            ("description", &old.description, &meta.description),
+            ("group_image_url_square", &old.image_url, &meta.image_url),
+        ] {
+            if was != now {
+                changes.push(ferry_content::MetadataFieldChange {
+                    field_name: field.into(),
+                    old_value: (!was.is_empty()).then(|| was.clone()),
+                    new_value: (!now.is_empty()).then(|| now.clone()),
+                });
+            }
+        }
+    }
+    ferry_content::GroupUpdated {
+        initiated_by_inbox_id: committer_inbox.to_string(),
+        added_inboxes,
+        removed_inboxes,
+        left_inboxes: Vec::new(),
+        metadata_field_changes: changes,
     }
 }
 
@@ -591,22 +681,6 @@ pub(crate) fn members_of(group: &MlsGroup) -> Vec<Member> {
             installation_ids,
         })
         .collect()
-}
-
-/// A one-line summary of the group after a commit (who is in it, its name).
-pub(crate) fn describe_commit(group: &MlsGroup, _me: &str) -> String {
-    let members = members_of(group);
-    let meta = metadata_of(group);
-    format!(
-        "group updated: epoch {}, {} members{}",
-        ferry_mls::epoch(group),
-        members.len(),
-        if meta.name.is_empty() {
-            String::new()
-        } else {
-            format!(", name \"{}\"", meta.name)
-        }
-    )
 }
 
 impl Client {
