@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_sdk::blocking::{Client, Group};
+use ferry_sdk::content::{self, Content};
 use ferry_sdk::store::{ConsentEntity, ConsentState, ConversationFilter, MessageKind};
 use ferry_sdk::{AccountKey, ClientOptions, GroupOptions, MessageQuery};
 
@@ -23,18 +24,105 @@ fn short(id: &str) -> &str {
 
 fn show(name: &str, who: &[(&str, &Client)], g: &Group) -> Result<()> {
     say(format!("{name}, as {} sees it:", who[0].0));
-    for m in g.messages(&MessageQuery::default())? {
+    let messages = g.messages(&MessageQuery::default())?;
+    let reactions = content::reactions(&messages);
+    let name_of = |inbox: &str| {
+        who.iter()
+            .find(|(_, c)| c.inbox_id() == inbox)
+            .map(|(n, _)| *n)
+            .unwrap_or("someone")
+    };
+    for m in &messages {
         if m.kind != MessageKind::Application {
             continue;
         }
-        let sender = who
-            .iter()
-            .find(|(_, c)| c.inbox_id() == m.sender_inbox_id)
-            .map(|(n, _)| *n)
-            .unwrap_or("someone");
-        say(format!("  {sender:>6}: {}", m.text().unwrap_or_default()));
+        let line = match content::content_of(m) {
+            // Shown on the message they are about.
+            Content::Reaction(_) | Content::ReadReceipt => continue,
+            Content::Attachment(a) => format!(
+                "[photo {}, {} bytes, {}]",
+                a.filename.as_deref().unwrap_or("?"),
+                a.data.len(),
+                a.mime_type
+            ),
+            Content::Reply(r) => {
+                let to = messages
+                    .iter()
+                    .find(|x| x.id == r.reference)
+                    .map(|x| match content::content_of(x) {
+                        Content::Attachment(_) => "the photo".to_string(),
+                        _ => format!("\"{}\"", x.text().unwrap_or_default()),
+                    })
+                    .unwrap_or_else(|| "an earlier message".into());
+                format!(
+                    "{} (a reply to {to})",
+                    content::TextCodec::decode_text(&r.content)
+                )
+            }
+            _ => m.text().unwrap_or_default(),
+        };
+        let on_it = reactions
+            .get(&m.id)
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|c| {
+                        let names: Vec<&str> = c.inboxes.iter().map(|i| name_of(i)).collect();
+                        format!(" ({} {})", c.content, names.join(", "))
+                    })
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        say(format!(
+            "  {:>6}: {line}{on_it}",
+            name_of(&m.sender_inbox_id)
+        ));
     }
     Ok(())
+}
+
+/// The photo alice sends (any bytes do; these start like a PNG and, like a real one, do not
+/// compress).
+fn photo() -> content::Attachment {
+    let mut data = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    data.extend((0..40_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    content::Attachment {
+        filename: Some("route-map.png".into()),
+        mime_type: "image/png".into(),
+        data,
+    }
+}
+
+/// "the photo (N bytes) and bob's 👍" as `c` holds them in the group, or what is missing.
+fn photo_and_reaction(c: &Client, group: &[u8]) -> Result<String> {
+    let messages = c.conversation(group)?.messages(&MessageQuery::default())?;
+    let reactions = content::reactions(&messages);
+    let photo = messages.iter().find_map(|m| match content::content_of(m) {
+        Content::Attachment(a) if a.data == photo().data => Some((m.id.clone(), a.data.len())),
+        _ => None,
+    });
+    Ok(match photo {
+        Some((id, len)) => {
+            let thumbs = reactions
+                .get(&id)
+                .is_some_and(|r| r.iter().any(|c| c.content == "👍"));
+            format!(
+                "the photo ({len} bytes, byte for byte){}",
+                if thumbs {
+                    " with bob's 👍 on it"
+                } else {
+                    " but no 👍 (missing!)"
+                }
+            )
+        }
+        None => "no photo (missing!)".into(),
+    })
 }
 
 pub fn run(root: &Path) -> Result<()> {
@@ -112,9 +200,15 @@ pub fn run(root: &Path) -> Result<()> {
     trip_bob.send("Me! I'll bring snacks.")?;
     laptop.sync_all()?;
     trip_laptop.send("(from my laptop) Great, I'll plan the route.")?;
+    phone.sync_all()?;
+    let map = trip.send_attachment(&photo())?;
+    bob.sync_all()?;
+    trip_bob.send_reaction(&map, "👍", false)?;
+    trip_bob.send_reply(&map, "Looks long. Snacks x2.")?;
     bob.sync_all()?;
     phone.sync_all()?;
     show("Road trip", &everyone, &trip_bob)?;
+    say("the photo went inside the message (XMTP's attachment type; a file over 1 MB would be encrypted and uploaded instead), bob's 👍 and reply point at it by id");
     say(format!(
         "every installation holds the same {} message ids (derived from what the node stores)",
         trip.messages(&MessageQuery::default())?.len()
@@ -214,6 +308,10 @@ pub fn run(root: &Path) -> Result<()> {
             .filter(|m| m.kind == MessageKind::Application)
             .count()
     ));
+    say(format!(
+        "restored from the backup: {}",
+        photo_and_reaction(&newphone, trip.id())?
+    ));
     trip_new.send("Yes! New phone, same history.")?;
     bob.sync_all()?;
     show("Road trip", &everyone, &trip_bob)?;
@@ -282,9 +380,10 @@ fn history_sync(
         .filter_map(|m| m.text())
         .collect();
     say(format!(
-        "\"Road trip\" on the watch starts with {:?} and holds all {} messages",
+        "\"Road trip\" on the watch starts with {:?} and holds all {} messages, {}",
         texts.first().map(String::as_str).unwrap_or(""),
-        texts.len()
+        texts.len(),
+        photo_and_reaction(&watch, trip)?
     ));
 
     watch.set_consent(
