@@ -31,6 +31,9 @@ pub struct SeedOptions {
     pub now_ns: i64,
     /// The inbox that owns the store (a member of every conversation).
     pub self_inbox_id: String,
+    /// Mixed content as people send it: 10 % reactions and 5 % replies to recent messages,
+    /// 1 % remote attachments, the rest text (otherwise all text).
+    pub mixed_content: bool,
 }
 
 impl Default for SeedOptions {
@@ -42,6 +45,7 @@ impl Default for SeedOptions {
             seed: 1,
             now_ns: crate::now_ns(),
             self_inbox_id: String::new(),
+            mixed_content: false,
         }
     }
 }
@@ -246,6 +250,44 @@ fn random_id(rng: &mut StdRng, n: usize) -> Vec<u8> {
     v
 }
 
+/// One message of mixed content (see [`SeedOptions::mixed_content`]): a reaction or a reply
+/// to `target`, or a remote attachment; `None` for text (84 %).
+fn mixed_content(
+    rng: &mut StdRng,
+    target: &[u8],
+    text: &str,
+) -> Option<crate::content::EncodedContent> {
+    use crate::content::*;
+    const EMOJI: [&str; 6] = ["👍", "❤️", "😂", "🎉", "😮", "🙏"];
+    let roll = rng.gen_range(0..100);
+    let encoded = match roll {
+        0..=9 => {
+            let mut r = Reaction::emoji(target, EMOJI[rng.gen_range(0..EMOJI.len())]);
+            if rng.gen_range(0..10) == 0 {
+                r.action = ReactionAction::Removed;
+            }
+            ReactionCodec::encode(&r)
+        }
+        10..=14 => ReplyCodec::encode(&Reply::text(target, text)),
+        15 => {
+            let key = |rng: &mut StdRng, n| random_id(rng, n);
+            let r = RemoteAttachment {
+                url: format!("https://files.example/{}", hex::encode(key(rng, 16))),
+                content_digest: hex::encode(key(rng, 32)),
+                secret: zeroize::Zeroizing::new(key(rng, 32)),
+                salt: key(rng, 32),
+                nonce: key(rng, 12),
+                scheme: "https".into(),
+                content_length: Some(rng.gen_range(100_000..5_000_000)),
+                filename: Some(format!("IMG_{:04}.jpg", rng.gen_range(0..10_000))),
+            };
+            RemoteAttachmentCodec::encode(&r)
+        }
+        _ => return None,
+    };
+    encoded.ok()
+}
+
 /// Fills `store` with synthetic conversations, messages and consent in one transaction.
 pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -342,7 +384,7 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
             text.clear();
             sentence(&mut rng, &mut text);
             let reply = rng.gen_range(0..20) == 0 && !recent.is_empty();
-            let m = Message {
+            let mut m = Message {
                 id: random_id(&mut rng, 32),
                 conversation_id: conv.id.clone(),
                 sender_inbox_id: inbox.clone(),
@@ -353,13 +395,31 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
                 content: text.as_bytes().to_vec(),
                 fallback: None,
                 parameters: None,
-                reference_id: if reply {
+                reference_id: if reply && !opts.mixed_content {
                     Some(recent[rng.gen_range(0..recent.len())].clone())
                 } else {
                     None
                 },
                 delivery_status: DeliveryStatus::Published,
             };
+            if opts.mixed_content && !recent.is_empty() {
+                let target = recent[rng.gen_range(0..recent.len())].clone();
+                if let Some(encoded) = mixed_content(&mut rng, &target, &text) {
+                    let ct = &encoded.content_type;
+                    m.content_type = ContentType {
+                        authority: ct.authority.clone(),
+                        type_id: ct.type_id.clone(),
+                        major: ct.major,
+                        minor: ct.minor,
+                    };
+                    m.reference_id = crate::content::Content::decode(&encoded)
+                        .reference()
+                        .map(<[u8]>::to_vec);
+                    m.parameters = encoded.parameters_bytes();
+                    m.fallback = encoded.fallback;
+                    m.content = encoded.content;
+                }
+            }
             report.plaintext_bytes += m.content.len() as u64;
             if recent.len() < 64 {
                 recent.push(m.id.clone());

@@ -37,6 +37,11 @@ pub enum BenchCmd {
         /// Folder for the temporary stores and archive (default: the system temp folder).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Also run it on mixed content (10 % reactions, 5 % replies, 1 % remote
+        /// attachments) and print both, with the mixed run's figures as ratios to the
+        /// text-only run's.
+        #[arg(long)]
+        mixed: bool,
         #[arg(long)]
         json: bool,
     },
@@ -194,6 +199,8 @@ struct PhaseResult {
 
 #[derive(Serialize)]
 struct ArchiveBench {
+    /// `text` or `mixed`.
+    content: &'static str,
     messages: u64,
     conversations: u64,
     seed_seconds: f64,
@@ -236,8 +243,9 @@ pub fn run(c: BenchCmd) -> Result<()> {
             messages,
             conversations,
             dir,
+            mixed,
             json,
-        } => bench_archive(messages, conversations, dir, json),
+        } => bench_archive(messages, conversations, dir, mixed, json),
         BenchCmd::ClientArchive { home, out, json } => client_archive(&home, &out, json),
         BenchCmd::Node {
             installations,
@@ -457,11 +465,69 @@ fn bench_archive(
     messages: u64,
     conversations: u64,
     dir: Option<PathBuf>,
+    mixed: bool,
     json: bool,
 ) -> Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; build with --release for real figures");
     }
+    let text = measure_archive(messages, conversations, dir.as_deref(), false, json)?;
+    if !mixed {
+        if json {
+            print_json(&text)?;
+        } else {
+            print_archive(&text);
+        }
+        return Ok(());
+    }
+    let mixed = measure_archive(messages, conversations, dir.as_deref(), true, json)?;
+    let ratios = ArchiveRatios {
+        create_messages_per_second: mixed.create_messages_per_second
+            / text.create_messages_per_second,
+        import_messages_per_second: mixed.import_messages_per_second
+            / text.import_messages_per_second,
+        reimport_seconds: mixed.reimport_seconds / text.reimport_seconds,
+        archive_bytes: mixed.archive_bytes as f64 / text.archive_bytes as f64,
+        import_peak_rss_bytes: mixed.import_peak_rss_bytes as f64
+            / text.import_peak_rss_bytes as f64,
+    };
+    if json {
+        print_json(&serde_json::json!({ "text": text, "mixed": mixed, "mixed_to_text": ratios }))?;
+    } else {
+        print_archive(&text);
+        print_archive(&mixed);
+        println!(
+            "mixed / text: create {:.2}x messages/s, import {:.2}x messages/s, re-import {:.2}x time, \
+             archive {:.2}x bytes, import peak RSS {:.2}x",
+            ratios.create_messages_per_second,
+            ratios.import_messages_per_second,
+            ratios.reimport_seconds,
+            ratios.archive_bytes,
+            ratios.import_peak_rss_bytes
+        );
+    }
+    Ok(())
+}
+
+/// The mixed run's figures over the text-only run's, from one invocation.
+#[derive(Serialize)]
+struct ArchiveRatios {
+    create_messages_per_second: f64,
+    import_messages_per_second: f64,
+    reimport_seconds: f64,
+    archive_bytes: f64,
+    import_peak_rss_bytes: f64,
+}
+
+/// Seeds a store (text only, or `mixed` content), then times create, import, re-import and
+/// metadata, each in a child process.
+fn measure_archive(
+    messages: u64,
+    conversations: u64,
+    dir: Option<&Path>,
+    mixed: bool,
+    json: bool,
+) -> Result<ArchiveBench> {
     let tmp = match dir {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
@@ -482,6 +548,7 @@ fn bench_archive(
                 messages,
                 consent: conversations,
                 seed: 7,
+                mixed_content: mixed,
                 ..Default::default()
             },
         )?;
@@ -514,6 +581,7 @@ fn bench_archive(
         .into());
     }
     let b = ArchiveBench {
+        content: if mixed { "mixed" } else { "text" },
         messages,
         conversations,
         seed_seconds,
@@ -530,13 +598,15 @@ fn bench_archive(
         create_messages_per_second: messages as f64 / create.seconds,
         import_messages_per_second: messages as f64 / import.seconds,
     };
-    if json {
-        print_json(&b)?;
-    } else {
+    Ok(b)
+}
+
+fn print_archive(b: &ArchiveBench) {
+    {
         let mb = |v: u64| v as f64 / 1e6;
         println!(
-            "archive benchmark: {} messages, {} conversations",
-            b.messages, b.conversations
+            "archive benchmark ({} content): {} messages, {} conversations",
+            b.content, b.messages, b.conversations
         );
         println!(
             "  create      {:>8.3} s  ({:.0} messages/s)",
@@ -567,7 +637,6 @@ fn bench_archive(
             mb(b.reimport_peak_rss_bytes)
         );
     }
-    Ok(())
 }
 
 #[derive(Serialize)]

@@ -124,6 +124,7 @@ fn alice_phone(store: &mut Store, now: i64) -> Result<()> {
             seed: 2026,
             now_ns: now - day,
             self_inbox_id: ALICE.into(),
+            ..Default::default()
         },
     )?;
     Ok(())
