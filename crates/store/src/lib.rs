@@ -86,6 +86,9 @@ pub const BULK_MIN_MESSAGES: u64 = 50_000;
 /// The page cache: 32 MiB (negative means KiB), enough to keep the hot part of large imports.
 pub(crate) const CACHE_KIB: i64 = -32768;
 
+/// How long [`Store::open`] keeps trying while another connection holds the file busy.
+pub const OPEN_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One installation's store.
 pub struct Store {
     conn: Connection,
@@ -94,10 +97,23 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    ///
+    /// Two processes (or threads) opening one store at once take turns. Most waits happen in
+    /// SQLite's busy handler; a few steps (switching an old file to WAL while another
+    /// connection reads it, say) report the file busy at once instead, so opening is tried
+    /// again, with a short pause, for up to [`OPEN_RETRY_FOR`].
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref();
-        let conn = Connection::open(path)?;
-        Self::setup(conn, Some(path.to_path_buf()))
+        let started = std::time::Instant::now();
+        loop {
+            let conn = Connection::open(path)?;
+            match Self::setup(conn, Some(path.to_path_buf())) {
+                Err(e) if e.is_retryable() && started.elapsed() < OPEN_RETRY_FOR => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A store in memory, for tests.
