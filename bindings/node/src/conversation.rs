@@ -70,6 +70,7 @@ impl Conversations {
     ) -> napi::Result<Conversation> {
         let members = inboxes(&inbox_ids)?;
         let o = GroupOptions {
+            message_disappearing_settings: None,
             name: options
                 .as_ref()
                 .and_then(|o| o.name.clone())

@@ -68,6 +68,10 @@ pub enum ArchiveCmd {
         /// A name for the archive, kept in its metadata.
         #[arg(long, default_value = "")]
         label: String,
+        /// Leave out messages that will disappear (from conversations with disappearing
+        /// messages on).
+        #[arg(long)]
+        exclude_disappearing_messages: bool,
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +147,7 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
             end_ns,
             elements,
             label,
+            exclude_disappearing_messages,
             json,
         } => {
             let key = key.key()?;
@@ -150,6 +155,7 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                 start_ns,
                 end_ns,
                 label,
+                exclude_disappearing_messages,
                 ..ArchiveOptions::default()
             };
             if let Some(list) = elements {

@@ -140,6 +140,18 @@ pub struct ConversationJson {
     pub dm_peer_inbox_id: Option<String>,
     pub created_at_ns: i64,
     pub last_message_ns: Option<i64>,
+    /// Disappearing messages, when on.
+    pub disappearing: Option<DisappearingJson>,
+}
+
+#[derive(Serialize)]
+pub struct DisappearingJson {
+    /// Messages sent from this time on disappear.
+    pub from_ns: i64,
+    /// How long after it was sent a message disappears.
+    pub in_ns: i64,
+    /// `in_ns` as a person reads it ("1h", "7d").
+    pub after: String,
 }
 
 impl From<&Conversation> for ConversationJson {
@@ -157,8 +169,62 @@ impl From<&Conversation> for ConversationJson {
             dm_peer_inbox_id: c.dm_peer_inbox_id.clone(),
             created_at_ns: c.created_at_ns,
             last_message_ns: c.last_message_ns,
+            disappearing: c.disappearing.map(|d| DisappearingJson {
+                from_ns: d.from_ns,
+                in_ns: d.in_ns,
+                after: ferry_sdk::content::short_duration(d.in_ns),
+            }),
         }
     }
+}
+
+/// A duration as people write it: a number with a unit, `500ms`, `30s`, `5m`, `2h`, `7d`,
+/// `1w` (a bare number is seconds); parts may be joined, `1h30m`. In nanoseconds, positive.
+pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
+    let bad = || format!("{s:?} is not a duration (write 30s, 5m, 2h, 7d or 1h30m)");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<i64>() {
+        return secs
+            .checked_mul(1_000_000_000)
+            .filter(|n| *n > 0)
+            .ok_or_else(bad);
+    }
+    let mut total: i64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: i64 = match &rest[..unit_len] {
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if total <= 0 {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 #[derive(Serialize)]
@@ -173,6 +239,8 @@ pub struct MessageJson {
     pub text: Option<String>,
     pub reference_id: Option<String>,
     pub delivery_status: &'static str,
+    /// When the message disappears (ns since the Unix epoch); absent: never.
+    pub expire_at_ns: Option<i64>,
     /// `text`, `reply`, `reaction`, `read_receipt`, `attachment`, `remote_attachment`,
     /// `group_updated` or `unknown`.
     pub content_kind: &'static str,
@@ -277,6 +345,7 @@ impl From<&Message> for MessageJson {
             text,
             reference_id: m.reference_id.as_ref().map(hex::encode),
             delivery_status: m.delivery_status.as_str(),
+            expire_at_ns: m.expire_at_ns,
         }
     }
 }

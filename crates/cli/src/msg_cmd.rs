@@ -56,6 +56,19 @@ pub enum GroupCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Turn disappearing messages on (`--after 1h`) or off (`--off`) for every member: messages
+    /// sent from now on are deleted on every installation that long after they were sent.
+    SetDisappearing {
+        conversation: String,
+        /// How long messages live: 30s, 5m, 2h, 7d, 1w, 1h30m.
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        after: Option<String>,
+        /// Turn disappearing messages off (messages already sent keep their time).
+        #[arg(long)]
+        off: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Add installations that joined member inboxes (and drop revoked ones) now.
     AddMissingInstallations {
         conversation: String,
@@ -294,7 +307,14 @@ pub fn group(home: Option<PathBuf>, c: GroupCmd) -> Result<()> {
             inbox_ids,
             json,
         } => {
-            let g = client.create_group(&inbox_ids, GroupOptions { name, description })?;
+            let g = client.create_group(
+                &inbox_ids,
+                GroupOptions {
+                    name,
+                    description,
+                    ..Default::default()
+                },
+            )?;
             (json, Box::new(ConversationJson::from(&g.info()?)))
         }
         GroupCmd::Add {
@@ -325,6 +345,25 @@ pub fn group(home: Option<PathBuf>, c: GroupCmd) -> Result<()> {
             g.update_name(&name)?;
             if let Some(d) = description {
                 g.update_description(&d)?;
+            }
+            (json, Box::new(ConversationJson::from(&g.info()?)))
+        }
+        GroupCmd::SetDisappearing {
+            conversation,
+            after,
+            off,
+            json,
+        } => {
+            let g = client.conversation(&parse_id(&conversation)?)?;
+            match (after, off) {
+                (Some(after), false) => {
+                    let in_ns = crate::cmd::parse_duration(&after)?;
+                    g.update_message_disappearing_settings(ferry_sdk::DisappearingSettings {
+                        from_ns: ferry_sdk::now_ns(),
+                        in_ns,
+                    })?;
+                }
+                _ => g.remove_message_disappearing_settings()?,
             }
             (json, Box::new(ConversationJson::from(&g.info()?)))
         }

@@ -144,3 +144,78 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
     assert!(err.contains("not an attachment"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn disappearing_messages_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let node = Node::start(&t.path().join("node.db"));
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    init(&a, &node, None);
+    let bob = init(&b, &node, None);
+    let gid = json(ferry(&a).args([
+        "group",
+        "create",
+        bob["inbox_id"].as_str().unwrap(),
+        "--json",
+    ]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json(ferry(&a).args(["send", &gid, "stays", "--json"]));
+    // A duration the CLI cannot read is refused with one clear line.
+    let err = fails(ferry(&a).args(["group", "set-disappearing", &gid, "--after", "soon"]));
+    assert!(err.contains("not a duration"), "{err}");
+    let set = json(ferry(&a).args(["group", "set-disappearing", &gid, "--after", "3s", "--json"]));
+    assert_eq!(set["disappearing"]["in_ns"], 3_000_000_000i64);
+    assert_eq!(set["disappearing"]["after"], "3s");
+    json(ferry(&b).args(["sync", "--json"]));
+    let listed_b = json(ferry(&b).args(["conversations", "list", "--json"]));
+    assert_eq!(listed_b[0]["disappearing"]["in_ns"], 3_000_000_000i64);
+    json(ferry(&b).args(["send", &gid, "vanishes", "--json"]));
+    json(ferry(&a).args(["sync", "--json"]));
+    let list = listed(&a, &gid);
+    let vanishing = list.iter().find(|m| m["text"] == "vanishes").unwrap();
+    let expire = vanishing["expire_at_ns"].as_i64().unwrap();
+    assert_eq!(
+        expire,
+        vanishing["sent_at_ns"].as_i64().unwrap() + 3_000_000_000
+    );
+    assert!(list.iter().find(|m| m["text"] == "stays").unwrap()["expire_at_ns"].is_null());
+
+    // An archive made with the option leaves it out.
+    let key = t.path().join("k");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let out = t.path().join("x.ferry");
+    let meta = json(ferry(&a).args([
+        "archive",
+        "create",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--exclude-disappearing-messages",
+        "--json",
+    ]));
+    let with = json(ferry(&a).args([
+        "archive",
+        "create",
+        t.path().join("y.ferry").to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(
+        with["message_count"].as_u64().unwrap(),
+        meta["message_count"].as_u64().unwrap() + 1
+    );
+
+    // After its time, every command sees it gone (opening deletes what expired).
+    let wait = expire - ferry_sdk::now_ns();
+    if wait > 0 {
+        std::thread::sleep(std::time::Duration::from_nanos(wait as u64 + 50_000_000));
+    }
+    for home in [&a, &b] {
+        assert_eq!(texts(home, &gid), vec!["stays"]);
+    }
+    let off = json(ferry(&a).args(["group", "set-disappearing", &gid, "--off", "--json"]));
+    assert!(off["disappearing"].is_null());
+}

@@ -524,13 +524,35 @@ impl GroupUpdated {
         if !self.removed_inboxes.is_empty() {
             parts.push(format!("removed {}", names(&self.removed_inboxes)));
         }
+        let disappearing_in = self
+            .metadata_field_changes
+            .iter()
+            .find(|c| c.field_name == "message_disappear_in_ns");
         for c in &self.metadata_field_changes {
             let new = c.new_value.as_deref().unwrap_or("");
-            parts.push(match c.field_name.as_str() {
-                "group_name" => format!("renamed the group to \"{new}\""),
-                "description" => format!("set the description to \"{new}\""),
-                other => format!("changed {other}"),
-            });
+            let part = match (c.field_name.as_str(), disappearing_in) {
+                ("group_name", _) => format!("renamed the group to \"{new}\""),
+                ("description", _) => format!("set the description to \"{new}\""),
+                ("message_disappear_from_ns" | "message_disappear_in_ns", in_change) => {
+                    match in_change.and_then(|c| c.new_value.as_deref()) {
+                        Some(ns) => match ns.parse::<i64>() {
+                            Ok(ns) => {
+                                format!("set messages to disappear after {}", short_duration(ns))
+                            }
+                            Err(_) => "changed disappearing messages".to_string(),
+                        },
+                        None if c.new_value.is_none() => {
+                            "turned off disappearing messages".to_string()
+                        }
+                        // Only the start moved: the same duration from now on.
+                        None => "turned on disappearing messages".to_string(),
+                    }
+                }
+                (other, _) => format!("changed {other}"),
+            };
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
         }
         let mut line = if parts.is_empty() {
             format!("{who} updated the group")
@@ -542,6 +564,23 @@ impl GroupUpdated {
         }
         line
     }
+}
+
+/// A duration in nanoseconds as a person reads it: "30s", "5m", "1h 30m", "7d".
+pub fn short_duration(ns: i64) -> String {
+    let secs = ns.max(0) / 1_000_000_000;
+    if secs == 0 {
+        return format!("{}ms", ns.max(0) / 1_000_000);
+    }
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    parts.join(" ")
 }
 
 /// `xmtp.org/group_updated:1.0` (protobuf `GroupUpdated`).

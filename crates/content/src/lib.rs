@@ -32,9 +32,10 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use codecs::{
-    Attachment, AttachmentCodec, GroupUpdated, GroupUpdatedCodec, MetadataFieldChange, Reaction,
-    ReactionAction, ReactionCodec, ReactionSchema, ReadReceipt, ReadReceiptCodec, RemoteAttachment,
-    RemoteAttachmentCodec, Reply, ReplyCodec, Text, TextCodec, MAX_INLINE_ATTACHMENT_BYTES,
+    short_duration, Attachment, AttachmentCodec, GroupUpdated, GroupUpdatedCodec,
+    MetadataFieldChange, Reaction, ReactionAction, ReactionCodec, ReactionSchema, ReadReceipt,
+    ReadReceiptCodec, RemoteAttachment, RemoteAttachmentCodec, Reply, ReplyCodec, Text, TextCodec,
+    MAX_INLINE_ATTACHMENT_BYTES,
 };
 
 /// The authority of XMTP's content types (and so of Ferry's built-in ones).

@@ -264,3 +264,38 @@ fn an_apps_own_codec_works_beside_the_built_in_ones() {
     assert!(matches!(Content::decode(&c), Content::Unknown(_)));
     assert_eq!(c.fallback.as_deref(), Some("A poll: yes / no"));
 }
+
+#[test]
+fn disappearing_changes_read_as_one_line() {
+    let change = |field: &str, old: Option<&str>, new: Option<&str>| MetadataFieldChange {
+        field_name: field.into(),
+        old_value: old.map(Into::into),
+        new_value: new.map(Into::into),
+    };
+    let update = |changes| GroupUpdated {
+        initiated_by_inbox_id: "alice".into(),
+        added_inboxes: vec![],
+        removed_inboxes: vec![],
+        left_inboxes: vec![],
+        metadata_field_changes: changes,
+    };
+    let on = update(vec![
+        change("message_disappear_from_ns", None, Some("5")),
+        change("message_disappear_in_ns", None, Some("5400000000000")),
+    ]);
+    assert_eq!(
+        on.summary(|i| i.to_string()),
+        "alice set messages to disappear after 1h 30m"
+    );
+    let off = update(vec![
+        change("message_disappear_from_ns", Some("5"), None),
+        change("message_disappear_in_ns", Some("5400000000000"), None),
+    ]);
+    assert_eq!(
+        off.summary(|i| i.to_string()),
+        "alice turned off disappearing messages"
+    );
+    assert_eq!(short_duration(7 * 86_400_000_000_000), "7d");
+    assert_eq!(short_duration(500_000_000), "500ms");
+    assert_eq!(short_duration(61_000_000_000), "1m 1s");
+}

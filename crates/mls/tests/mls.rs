@@ -520,6 +520,7 @@ fn a_message_row_and_its_mls_state_commit_together() {
     let (alice, mut ag, bob, mut bg) = pair(dir.path());
     bob.store
         .insert_conversation(&Conversation {
+            disappearing: None,
             id: GROUP.to_vec(),
             kind: ConversationKind::Group,
             created_at_ns: 1,
@@ -534,6 +535,7 @@ fn a_message_row_and_its_mls_state_commit_together() {
         })
         .unwrap();
     let row = |id: u8, plaintext: Vec<u8>| Message {
+        expire_at_ns: None,
         id: vec![id; 32],
         conversation_id: GROUP.to_vec(),
         sender_inbox_id: "alice".into(),

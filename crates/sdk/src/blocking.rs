@@ -284,6 +284,11 @@ impl Group {
         fn remove_members(&self, inboxes: &[String]) -> Result<()>;
         fn update_name(&self, name: &str) -> Result<()>;
         fn update_description(&self, description: &str) -> Result<()>;
+        fn update_message_disappearing_settings(
+            &self,
+            settings: crate::DisappearingSettings
+        ) -> Result<()>;
+        fn remove_message_disappearing_settings(&self) -> Result<()>;
         fn add_missing_installations(&self) -> Result<()>;
         fn send_text_optimistic(&self, text: &str) -> Result<Vec<u8>>;
         fn send_optimistic(&self, env: Envelope) -> Result<Vec<u8>>;

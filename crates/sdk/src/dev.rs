@@ -360,6 +360,7 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
             }),
             membership: Membership::Active,
             last_message_ns: None,
+            disappearing: None,
         };
         merge.conversation(&c)?;
         report.conversations += 1;
@@ -401,6 +402,7 @@ pub fn seed(store: &mut Store, opts: &SeedOptions) -> Result<SeedReport> {
                     None
                 },
                 delivery_status: DeliveryStatus::Published,
+                expire_at_ns: None,
             };
             if opts.mixed_content && !recent.is_empty() {
                 let target = recent[rng.gen_range(0..recent.len())].clone();

@@ -105,7 +105,7 @@ pub mod preferences;
 pub use client::{
     AccountKey, ArchiveState, AvailableArchive, Client, ClientOptions, DeviceSyncEvent, Event,
     EventStream, Group, GroupOptions, HistoryRequest, HmacKey, Member, MessageQuery, Registration,
-    SyncOptions, SyncReport, Worker, HMAC_PERIOD_NS,
+    SyncOptions, SyncReport, Worker, EXPIRY_TICK, HMAC_PERIOD_NS,
 };
 pub use conversations::{Conversation, Conversations, Dm, ListConversationsOptions};
 pub use device_sync::DeviceSync;
@@ -115,7 +115,7 @@ pub use ferry_identity::{AccountSigner, KeyPair, SignerError};
 /// What [`Conversation::send`] takes: a content type, the encoded content and a fallback text.
 pub use ferry_proto::message::{ContentTypeId, Envelope};
 pub use ferry_store as store;
-pub use ferry_store::{ConsentEntity, ConsentRecord, ConsentState};
+pub use ferry_store::{ConsentEntity, ConsentRecord, ConsentState, DisappearingSettings};
 pub use ids::{ConversationId, InboxId, InstallationId, InvalidId, MessageId};
 pub use preferences::{ConsentUpdate, PreferenceEvent, Preferences};
 

@@ -35,6 +35,7 @@ impl Env {
 
 fn conv(id: u8, kind: ConversationKind, created: i64) -> Conversation {
     Conversation {
+        disappearing: None,
         id: vec![id; 32],
         kind,
         created_at_ns: created,
@@ -51,6 +52,7 @@ fn conv(id: u8, kind: ConversationKind, created: i64) -> Conversation {
 
 fn msg(id: u8, conv: u8, sent: i64) -> Message {
     Message {
+        expire_at_ns: None,
         id: {
             let mut v = vec![id; 32];
             v[0] = conv;

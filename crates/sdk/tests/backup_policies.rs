@@ -40,6 +40,7 @@ fn policies_are_validated_and_stored_as_json_in_settings() {
         );
     }
     let p = Policy {
+        exclude_disappearing_messages: false,
         frequency: Frequency::Weekly {
             weekday: Weekday::Fri,
             hour: 22,

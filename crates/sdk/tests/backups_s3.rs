@@ -31,6 +31,7 @@ fn s3_destination_round_trip() {
     let store = Store::open(dir.path().join("s.db")).unwrap();
     store
         .insert_conversation(&Conversation {
+            disappearing: None,
             id: vec![1; 32],
             kind: ConversationKind::Group,
             created_at_ns: 1,
@@ -47,6 +48,7 @@ fn s3_destination_round_trip() {
     for i in 0..30u8 {
         store
             .insert_message(&Message {
+                expire_at_ns: None,
                 id: vec![i; 32],
                 conversation_id: vec![1; 32],
                 sender_inbox_id: "me".into(),

@@ -44,6 +44,7 @@ impl Env {
 fn conversation(id: u8, kind: ConversationKind, name: &str) -> Conversation {
     let dm = kind == ConversationKind::Dm;
     Conversation {
+        disappearing: None,
         id: vec![id; 32],
         kind,
         created_at_ns: 1_000 + i64::from(id),
@@ -63,6 +64,7 @@ fn message(conv: u8, n: u8) -> Message {
     let mut id = vec![n; 32];
     id[0] = conv;
     Message {
+        expire_at_ns: None,
         id,
         conversation_id: vec![conv; 32],
         sender_inbox_id: format!("sender-{}", n % 2),

@@ -124,6 +124,7 @@ fn a_group_of_three_inboxes_one_with_two_installations_sees_every_message_in_ord
         .create_group(
             &[bob.inbox_id().into(), carol.inbox_id().into()],
             GroupOptions {
+                message_disappearing_settings: None,
                 name: "Hiking".into(),
                 description: "weekend plans".into(),
             },
@@ -769,6 +770,7 @@ fn a_restored_conversation_is_read_only_with_group_is_inactive() {
     alice
         .with_store(|s| {
             s.insert_conversation(&Conversation {
+                disappearing: None,
                 id: id.clone(),
                 kind: ConversationKind::Group,
                 created_at_ns: 1,

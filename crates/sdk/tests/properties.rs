@@ -59,6 +59,7 @@ fn fill(store: &Store, d: &Data) {
     for &(n, sync, created) in &d.convs {
         store
             .insert_conversation(&Conversation {
+                disappearing: None,
                 id: conv_id(n),
                 kind: if sync {
                     ConversationKind::Sync
@@ -80,6 +81,7 @@ fn fill(store: &Store, d: &Data) {
     for (n, ci, t, text) in &d.msgs {
         store
             .insert_message(&Message {
+                expire_at_ns: None,
                 id: msg_id(*n),
                 conversation_id: conv_id(d.convs[*ci].0),
                 sender_inbox_id: format!("s{}", n % 3),
@@ -154,7 +156,7 @@ proptest! {
         let a = Store::open(dir.path().join("a.db")).unwrap();
         fill(&a, &d);
         let end = match (start, len) { (Some(s), Some(l)) => Some(s + l), (None, Some(l)) => Some(l), _ => None };
-        let opts = ArchiveOptions { start_ns: start, end_ns: end, elements: elements.clone(), label: String::new() };
+        let opts = ArchiveOptions { start_ns: start, end_ns: end, elements: elements.clone(), ..Default::default() };
         let p = archive_of(dir.path(), "a.ferry", &a, &opts);
         let mut b = Store::open(dir.path().join("b.db")).unwrap();
         import(&mut b, &p);

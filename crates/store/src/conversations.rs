@@ -2,7 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{ConsentState, Conversation, ConversationKind, Error, Membership, Result, Store};
+use crate::{
+    ConsentState, Conversation, ConversationKind, DisappearingSettings, Error, Membership, Result,
+    Store,
+};
 
 /// Which conversations to list.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +19,8 @@ pub struct ConversationFilter {
 
 pub(crate) const CONVERSATION_COLS: &str =
     "seq, id, kind, created_at_ns, name, description, image_url, \
-     creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns";
+     creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns, \
+     disappear_from_ns, disappear_in_ns";
 
 impl Store {
     /// Updates a conversation's name, description and image url.
@@ -30,6 +34,24 @@ impl Store {
         self.conn.prepare_cached(
             "UPDATE conversations SET name = ?2, description = ?3, image_url = ?4 WHERE id = ?1")?.execute(params![id, name, description, image_url],
         )?;
+        Ok(())
+    }
+
+    /// Takes the group-metadata fields of `c` (name, description, image url, disappearing
+    /// messages) into the stored row with its id.
+    pub fn update_conversation_metadata(&self, c: &Conversation) -> Result<()> {
+        self.set_conversation_metadata(&c.id, &c.name, &c.description, &c.image_url)?;
+        self.set_disappearing(&c.id, c.disappearing)
+    }
+
+    /// Sets (or with `None` turns off) a conversation's disappearing messages. Messages
+    /// stored before keep their expiry; messages stored after take the new setting.
+    pub fn set_disappearing(&self, id: &[u8], d: Option<DisappearingSettings>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE conversations SET disappear_from_ns = ?2, disappear_in_ns = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, d.map(|d| d.from_ns), d.map(|d| d.in_ns)])?;
         Ok(())
     }
 
@@ -98,11 +120,21 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
-    pub(crate) fn conversation_seq(&self, id: &[u8]) -> Result<Option<i64>> {
+    /// A conversation's row number and disappearing setting.
+    pub(crate) fn conversation_seq(
+        &self,
+        id: &[u8],
+    ) -> Result<Option<(i64, Option<DisappearingSettings>)>> {
         Ok(self
             .conn
-            .query_row("SELECT seq FROM conversations WHERE id = ?1", [id], |r| {
-                r.get(0)
+            .prepare_cached(
+                "SELECT seq, disappear_from_ns, disappear_in_ns FROM conversations WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    r.get(0)?,
+                    DisappearingSettings::from_parts(r.get(1)?, r.get(2)?),
+                ))
             })
             .optional()?)
     }
@@ -112,8 +144,9 @@ pub(crate) fn insert_conversation(conn: &Connection, c: &Conversation) -> Result
     Ok(conn
         .prepare_cached(
             "INSERT OR IGNORE INTO conversations (id, kind, created_at_ns, name, description,
-                 image_url, creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 image_url, creator_inbox_id, dm_peer_inbox_id, dm_id, membership, last_message_ns,
+                 disappear_from_ns, disappear_in_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             c.id,
@@ -126,7 +159,9 @@ pub(crate) fn insert_conversation(conn: &Connection, c: &Conversation) -> Result
             c.dm_peer_inbox_id,
             c.dm_id,
             c.membership.as_i64(),
-            c.last_message_ns
+            c.last_message_ns,
+            c.disappearing.map(|d| d.from_ns),
+            c.disappearing.map(|d| d.in_ns)
         ])?
         > 0)
 }
@@ -152,5 +187,6 @@ pub(crate) fn conversation_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Conv
         dm_id: r.get(9)?,
         membership,
         last_message_ns: r.get(11)?,
+        disappearing: DisappearingSettings::from_parts(r.get(12)?, r.get(13)?),
     }))
 }

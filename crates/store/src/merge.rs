@@ -6,10 +6,10 @@ use rusqlite::{params, Connection};
 
 use crate::consent::set_consent;
 use crate::conversations::insert_conversation;
-use crate::messages::{insert_message, intern_content_type, intern_sender};
+use crate::messages::{expiry, insert_message, intern_content_type, intern_sender};
 use crate::{
-    schema, ConsentRecord, ContentType, Conversation, Error, Message, Result, Store,
-    BULK_MIN_MESSAGES, CACHE_KIB,
+    schema, ConsentRecord, ContentType, Conversation, DisappearingSettings, Error, Message, Result,
+    Store, BULK_MIN_MESSAGES, CACHE_KIB,
 };
 
 impl Store {
@@ -47,10 +47,12 @@ impl Store {
         }
         let mut convs = HashMap::new();
         {
-            let mut stmt = tx.prepare("SELECT id, seq FROM conversations")?;
+            let mut stmt = tx
+                .prepare("SELECT id, seq, disappear_from_ns, disappear_in_ns FROM conversations")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                convs.insert(r.get::<_, Vec<u8>>(0)?, (r.get::<_, i64>(1)?, None));
+                let d = DisappearingSettings::from_parts(r.get(2)?, r.get(3)?);
+                convs.insert(r.get::<_, Vec<u8>>(0)?, (r.get::<_, i64>(1)?, None, d));
             }
         }
         Ok(Merge {
@@ -76,8 +78,9 @@ pub enum ConversationOutcome {
 /// An all-or-nothing merge into the store. See [`Store::merge`].
 pub struct Merge<'a> {
     tx: MergeTx<'a>,
-    /// Conversation id -> (seq, newest message merged in this transaction).
-    convs: HashMap<Vec<u8>, (i64, Option<i64>)>,
+    /// Conversation id -> (seq, newest message merged in this transaction, its disappearing
+    /// setting).
+    convs: HashMap<Vec<u8>, (i64, Option<i64>, Option<DisappearingSettings>)>,
     /// The time index was dropped for this merge and must be rebuilt before commit.
     rebuild_index: bool,
     /// Recent duplicates minus recent inserts, clamped: above zero, probe before inserting.
@@ -97,7 +100,7 @@ impl Merge<'_> {
         }
         insert_conversation(&self.tx, c)?;
         let seq = self.tx.last_insert_rowid();
-        self.convs.insert(c.id.clone(), (seq, None));
+        self.convs.insert(c.id.clone(), (seq, None, c.disappearing));
         Ok(ConversationOutcome::Added)
     }
 
@@ -108,7 +111,7 @@ impl Merge<'_> {
 
     /// Adds a message unless its id is stored; true when added. Its conversation must be known.
     pub fn message(&mut self, m: &Message) -> Result<bool> {
-        let Some(&(seq, _)) = self.convs.get(&m.conversation_id) else {
+        let Some(&(seq, _, disappearing)) = self.convs.get(&m.conversation_id) else {
             return Err(Error::NoSuchConversation(hex::encode(&m.conversation_id)));
         };
         // While recent messages were mostly duplicates (a re-import), probe for the id first:
@@ -132,9 +135,9 @@ impl Merge<'_> {
                 t
             }
         };
-        let added = insert_message(&self.tx, seq, sender, ctype, m)?;
+        let added = insert_message(&self.tx, seq, sender, ctype, m, expiry(m, disappearing))?;
         if added {
-            if let Some((_, newest)) = self.convs.get_mut(&m.conversation_id) {
+            if let Some((_, newest, _)) = self.convs.get_mut(&m.conversation_id) {
                 *newest = Some(newest.map_or(m.sent_at_ns, |n| n.max(m.sent_at_ns)));
             }
             self.dup_score = (self.dup_score - 1).max(-DUP_SCORE_MAX);
@@ -171,7 +174,7 @@ impl Merge<'_> {
                 "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
                  WHERE seq = ?1",
             )?;
-            for (seq, newest) in self.convs.values() {
+            for (seq, newest, _) in self.convs.values() {
                 if let Some(n) = newest {
                     stmt.execute(params![seq, n])?;
                 }

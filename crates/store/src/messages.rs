@@ -2,7 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{ContentType, DeliveryStatus, Error, Message, MessageKind, Result, Store};
+use crate::{
+    ContentType, DeliveryStatus, DisappearingSettings, Error, Message, MessageKind, Result, Store,
+};
 
 /// Which messages to list.
 #[derive(Debug, Clone, Default)]
@@ -18,7 +20,7 @@ pub struct MessageFilter {
 pub(crate) const MESSAGE_COLS: &str =
     "m.id, c.id, s.inbox_id, s.installation_id, m.sent_at_ns, m.kind, \
      t.authority, t.type_id, t.major, t.minor, m.content, m.fallback, m.parameters, \
-     m.reference_id, m.delivery_status";
+     m.reference_id, m.delivery_status, m.expire_at_ns";
 pub(crate) const MESSAGE_FROM: &str = "messages m JOIN conversations c ON c.seq = m.conversation \
      JOIN senders s ON s.seq = m.sender JOIN content_types t ON t.seq = m.content_type";
 
@@ -34,12 +36,13 @@ impl Store {
 
     /// Inserts a message into an existing conversation; false when its id is already stored.
     pub fn insert_message(&self, m: &Message) -> Result<bool> {
-        let conv = self
+        let (conv, disappearing) = self
             .conversation_seq(&m.conversation_id)?
             .ok_or_else(|| Error::NoSuchConversation(hex::encode(&m.conversation_id)))?;
         let sender = intern_sender(&self.conn, &m.sender_inbox_id, &m.sender_installation_id)?;
         let ctype = intern_content_type(&self.conn, &m.content_type)?;
-        let added = insert_message(&self.conn, conv, sender, ctype, m)?;
+        let expire_at = expiry(m, disappearing);
+        let added = insert_message(&self.conn, conv, sender, ctype, m, expire_at)?;
         if added {
             self.conn.prepare_cached(
                 "UPDATE conversations SET last_message_ns = max(coalesce(last_message_ns, ?2), ?2)
@@ -77,6 +80,53 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// When a message of this kind sent now in this conversation would expire, under the
+    /// conversation's current setting (what [`Store::insert_message`] stamps on a message
+    /// that carries no expiry).
+    pub fn expiry_for(
+        &self,
+        conversation_id: &[u8],
+        sent_at_ns: i64,
+        kind: MessageKind,
+    ) -> Result<Option<i64>> {
+        Ok(self
+            .conversation_seq(conversation_id)?
+            .and_then(|(_, d)| d)
+            .and_then(|d| d.expire_at(sent_at_ns, kind)))
+    }
+
+    /// Deletes every message whose expiry is at or before `now_ns`, in one transaction; returns
+    /// what was deleted as (conversation id, message id) pairs.
+    pub fn delete_expired_messages(&self, now_ns: i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let gone: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.id, m.id FROM messages m JOIN conversations c ON c.seq = m.conversation
+                 WHERE m.expire_at_ns IS NOT NULL AND m.expire_at_ns <= ?1",
+            )?;
+            let rows = stmt.query_map([now_ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if !gone.is_empty() {
+            tx.prepare_cached(
+                "DELETE FROM messages WHERE expire_at_ns IS NOT NULL AND expire_at_ns <= ?1",
+            )?
+            .execute([now_ns])?;
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// The earliest expiry of a stored message, if any will expire.
+    pub fn next_expiry(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(expire_at_ns) FROM messages WHERE expire_at_ns IS NOT NULL",
+            )?
+            .query_row([], |r| r.get(0))?)
+    }
+
     pub fn message(&self, id: &[u8]) -> Result<Option<Message>> {
         self.conn
             .prepare_cached(&format!(
@@ -94,12 +144,14 @@ pub(crate) fn insert_message(
     sender: i64,
     content_type: i64,
     m: &Message,
+    expire_at_ns: Option<i64>,
 ) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (id, conversation, sender, sent_at_ns, kind,
-                 content_type, content, fallback, parameters, reference_id, delivery_status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 content_type, content, fallback, parameters, reference_id, delivery_status,
+                 expire_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             m.id,
@@ -112,9 +164,16 @@ pub(crate) fn insert_message(
             m.fallback,
             m.parameters,
             m.reference_id,
-            m.delivery_status.as_i64()
+            m.delivery_status.as_i64(),
+            expire_at_ns
         ])?
         > 0)
+}
+
+/// The expiry a message is stored with: its own, else its conversation's setting's.
+pub(crate) fn expiry(m: &Message, disappearing: Option<DisappearingSettings>) -> Option<i64> {
+    m.expire_at_ns
+        .or_else(|| disappearing.and_then(|d| d.expire_at(m.sent_at_ns, m.kind)))
 }
 
 /// The number of a sender (inbox and installation), adding it when new.
@@ -150,7 +209,7 @@ pub(crate) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Message>>
     Ok(Ok(message_fields(r, 0, conv)?))
 }
 
-/// Reads a message whose id is in column `id_col` and whose other fields are in columns 2..=14
+/// Reads a message whose id is in column `id_col` and whose other fields are in columns 2..=15
 /// (the layout of MESSAGE_COLS).
 fn message_fields(
     r: &Row<'_>,
@@ -177,5 +236,6 @@ fn message_fields(
         parameters: r.get(12)?,
         reference_id: r.get(13)?,
         delivery_status: delivery,
+        expire_at_ns: r.get(15)?,
     })
 }

@@ -73,6 +73,39 @@ pub struct Conversation {
     pub dm_id: Option<String>,
     pub membership: Membership,
     pub last_message_ns: Option<i64>,
+    /// Disappearing messages, when on (from the group's metadata).
+    pub disappearing: Option<DisappearingSettings>,
+}
+
+/// A conversation's disappearing messages: each application message sent at or after
+/// `from_ns` is deleted on every installation `in_ns` after it was sent. Membership notices
+/// never disappear (they are the record of who changed what).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DisappearingSettings {
+    /// Messages sent from this time on disappear (usually when the setting was made).
+    pub from_ns: i64,
+    /// How long after it was sent a message disappears; more than zero.
+    pub in_ns: i64,
+}
+
+impl DisappearingSettings {
+    /// The setting held in two nullable columns or fields: on when both are present and the
+    /// duration is positive.
+    pub fn from_parts(from_ns: Option<i64>, in_ns: Option<i64>) -> Option<Self> {
+        match (from_ns, in_ns) {
+            (Some(from_ns), Some(in_ns)) if in_ns > 0 => {
+                Some(DisappearingSettings { from_ns, in_ns })
+            }
+            _ => None,
+        }
+    }
+
+    /// When a message of this kind sent at `sent_at_ns` expires under this setting (`None`:
+    /// never).
+    pub fn expire_at(&self, sent_at_ns: i64, kind: MessageKind) -> Option<i64> {
+        (kind == MessageKind::Application && sent_at_ns >= self.from_ns)
+            .then(|| sent_at_ns.saturating_add(self.in_ns))
+    }
 }
 
 impl Conversation {
@@ -123,6 +156,10 @@ pub struct Message {
     pub parameters: Option<Vec<u8>>,
     pub reference_id: Option<Vec<u8>>,
     pub delivery_status: DeliveryStatus,
+    /// When the message disappears from every installation (`None`: never). Fixed when it is
+    /// stored, from its conversation's setting then; a message stored with `None` takes its
+    /// conversation's current setting.
+    pub expire_at_ns: Option<i64>,
 }
 
 impl Message {

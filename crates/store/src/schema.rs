@@ -196,6 +196,14 @@ CREATE TABLE sent_messages (
     PRIMARY KEY (group_id, payload_hash)
 ) WITHOUT ROWID;
 "#),
+    // 6: disappearing messages. A conversation's setting as its group's metadata says (both
+    // NULL: off); each message's expiry, fixed when it is stored (NULL: it never expires).
+    sql(r#"
+ALTER TABLE conversations ADD COLUMN disappear_from_ns INTEGER;
+ALTER TABLE conversations ADD COLUMN disappear_in_ns INTEGER;
+ALTER TABLE messages ADD COLUMN expire_at_ns INTEGER;
+CREATE INDEX messages_expiry ON messages(expire_at_ns) WHERE expire_at_ns IS NOT NULL;
+"#),
 ];
 
 /// The messages-by-conversation-and-time index, which large imports drop and rebuild (a sorted

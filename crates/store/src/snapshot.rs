@@ -109,32 +109,39 @@ impl Snapshot<'_> {
         rows.map(|r| r?).collect()
     }
 
-    /// How many messages of these conversations fall in `[start, end)`.
+    /// How many messages of these conversations fall in `[start, end)` (without those that
+    /// will disappear, when `exclude_expiring`).
     pub fn count_messages(
         &self,
         conversations: &[Conversation],
         start: Option<i64>,
         end: Option<i64>,
+        exclude_expiring: bool,
     ) -> Result<u64> {
         let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
         let mut stmt = self.tx.prepare(
             "SELECT count(*) FROM messages m JOIN conversations c ON c.seq = m.conversation
-             WHERE c.id = ?1 AND m.sent_at_ns >= ?2 AND m.sent_at_ns < ?3",
+             WHERE c.id = ?1 AND m.sent_at_ns >= ?2 AND m.sent_at_ns < ?3
+               AND (NOT ?4 OR m.expire_at_ns IS NULL)",
         )?;
         let mut total = 0u64;
         for c in conversations {
-            total += stmt.query_row(params![c.id, s, e], |r| r.get::<_, i64>(0))? as u64;
+            total += stmt.query_row(params![c.id, s, e, exclude_expiring], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
         }
         Ok(total)
     }
 
-    /// Calls `f` for every message of these conversations in `[start, end)`, in id order (the
-    /// table's own order, so this is a sequential scan).
+    /// Calls `f` for every message of these conversations in `[start, end)` (without those
+    /// that will disappear, when `exclude_expiring`), in id order (the table's own order, so
+    /// this is a sequential scan).
     pub fn for_each_message<E: From<Error>>(
         &self,
         conversations: &[Conversation],
         start: Option<i64>,
         end: Option<i64>,
+        exclude_expiring: bool,
         mut f: impl FnMut(Message) -> Result<(), E>,
     ) -> Result<(), E> {
         let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
@@ -176,11 +183,14 @@ impl Snapshot<'_> {
             .tx
             .prepare(
                 "SELECT conversation, id, sender, sent_at_ns, kind, content_type, content,
-                        fallback, parameters, reference_id, delivery_status
-                 FROM messages WHERE sent_at_ns >= ?1 AND sent_at_ns < ?2 ORDER BY id",
+                        fallback, parameters, reference_id, delivery_status, expire_at_ns
+                 FROM messages WHERE sent_at_ns >= ?1 AND sent_at_ns < ?2
+                   AND (NOT ?3 OR expire_at_ns IS NULL) ORDER BY id",
             )
             .map_err(Error::from)?;
-        let mut rows = stmt.query(params![s, e]).map_err(Error::from)?;
+        let mut rows = stmt
+            .query(params![s, e, exclude_expiring])
+            .map_err(Error::from)?;
         while let Some(r) = rows.next().map_err(Error::from)? {
             let Some(conv) = ids.get(&r.get::<_, i64>(0).map_err(Error::from)?) else {
                 continue;
@@ -206,6 +216,7 @@ impl Snapshot<'_> {
                     reference_id: r.get(9)?,
                     delivery_status: DeliveryStatus::from_i64(r.get(10)?)
                         .unwrap_or(DeliveryStatus::Published),
+                    expire_at_ns: r.get(11)?,
                 })
             })()?;
             f(m)?;

@@ -8,6 +8,7 @@ use ferry_store::{
 
 fn conv(id: u8) -> Conversation {
     Conversation {
+        disappearing: None,
         id: vec![id; 16],
         kind: ConversationKind::Group,
         created_at_ns: 1,
@@ -27,6 +28,7 @@ fn msg(n: u32, conv: u8) -> Message {
     id[..4].copy_from_slice(&n.to_be_bytes());
     id[4] = conv;
     Message {
+        expire_at_ns: None,
         id: id.to_vec(),
         conversation_id: vec![conv; 16],
         sender_inbox_id: format!("inbox-{}", n % 7),
@@ -223,3 +225,87 @@ fn a_newer_schema_is_refused() {
 
 mod client_state;
 mod migration;
+
+#[test]
+fn messages_take_their_conversations_disappearing_setting_and_expire_on_time() {
+    use ferry_store::DisappearingSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("s.db")).unwrap();
+    s.insert_conversation(&conv(1)).unwrap();
+    s.insert_conversation(&Conversation {
+        disappearing: Some(DisappearingSettings {
+            from_ns: 100,
+            in_ns: 50,
+        }),
+        ..conv(2)
+    })
+    .unwrap();
+    let at = |n: u32, c: u8, sent: i64| Message {
+        sent_at_ns: sent,
+        ..msg(n, c)
+    };
+    // Conversation 1 has no setting; in 2, messages from 100 on expire 50 after sending.
+    s.insert_message(&at(1, 1, 120)).unwrap();
+    s.insert_message(&at(2, 2, 90)).unwrap(); // before from_ns: kept
+    s.insert_message(&at(3, 2, 100)).unwrap(); // expires at 150
+    s.insert_message(&at(4, 2, 130)).unwrap(); // expires at 180
+    let notice = Message {
+        kind: MessageKind::MembershipChange,
+        ..at(5, 2, 110)
+    };
+    s.insert_message(&notice).unwrap(); // notices never expire
+                                        // An expiry the message brings (an archive's) is kept as it is.
+    s.insert_message(&Message {
+        expire_at_ns: Some(400),
+        ..at(6, 1, 10)
+    })
+    .unwrap();
+    let expiry = |n: u32, c: u8| s.message(&msg(n, c).id).unwrap().map(|m| m.expire_at_ns);
+    assert_eq!(expiry(1, 1), Some(None));
+    assert_eq!(expiry(2, 2), Some(None));
+    assert_eq!(expiry(3, 2), Some(Some(150)));
+    assert_eq!(expiry(4, 2), Some(Some(180)));
+    assert_eq!(expiry(5, 2), Some(None));
+    assert_eq!(expiry(6, 1), Some(Some(400)));
+    assert_eq!(
+        s.expiry_for(&[2; 16], 200, MessageKind::Application)
+            .unwrap(),
+        Some(250)
+    );
+    assert_eq!(s.next_expiry().unwrap(), Some(150));
+
+    // Exports can leave the expiring ones out.
+    let convs = [conv(1), conv(2)];
+    {
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.count_messages(&convs, None, None, false).unwrap(), 6);
+        assert_eq!(snap.count_messages(&convs, None, None, true).unwrap(), 3);
+        let mut seen = Vec::new();
+        snap.for_each_message::<ferry_store::Error>(&convs, None, None, true, |m| {
+            seen.push(m.expire_at_ns);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![None, None, None]);
+    }
+
+    // Nothing is due before 150; at 180 two are.
+    assert!(s.delete_expired_messages(149).unwrap().is_empty());
+    let gone = s.delete_expired_messages(180).unwrap();
+    let mut ids: Vec<Vec<u8>> = gone.iter().map(|(_, m)| m.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![msg(3, 2).id, msg(4, 2).id]);
+    assert!(gone.iter().all(|(c, _)| *c == vec![2u8; 16]));
+    assert_eq!(expiry(3, 2), None);
+    assert_eq!(expiry(2, 2), Some(None));
+    assert_eq!(s.next_expiry().unwrap(), Some(400));
+
+    // Turned off: later messages keep; the setting reads back as off.
+    s.set_disappearing(&[2; 16], None).unwrap();
+    s.insert_message(&at(7, 2, 300)).unwrap();
+    assert_eq!(expiry(7, 2), Some(None));
+    assert_eq!(
+        s.conversation(&[2; 16]).unwrap().unwrap().disappearing,
+        None
+    );
+}

@@ -182,6 +182,7 @@ pub fn run(root: &Path) -> Result<()> {
     let trip = phone.create_group(
         &[bob.inbox_id().to_string()],
         GroupOptions {
+            message_disappearing_settings: None,
             name: "Road trip".into(),
             description: "August".into(),
         },

@@ -41,6 +41,7 @@ fn id32(tag: &str) -> Vec<u8> {
 
 fn text(conv: &[u8], n: u32, from: &str, at: i64, body: &str) -> Message {
     Message {
+        expire_at_ns: None,
         id: id32(&format!("{}#{n}", String::from_utf8_lossy(&conv[..6]))),
         conversation_id: conv.to_vec(),
         sender_inbox_id: from.into(),
@@ -61,6 +62,7 @@ fn alice_phone(store: &mut Store, now: i64) -> Result<()> {
     let hiking = id32("hiking");
     let dm = id32("dm-bob");
     store.insert_conversation(&Conversation {
+        disappearing: None,
         id: hiking.clone(),
         kind: ConversationKind::Group,
         created_at_ns: now - 40 * day,
@@ -74,6 +76,7 @@ fn alice_phone(store: &mut Store, now: i64) -> Result<()> {
         last_message_ns: None,
     })?;
     store.insert_conversation(&Conversation {
+        disappearing: None,
         id: dm.clone(),
         kind: ConversationKind::Dm,
         created_at_ns: now - 30 * day,

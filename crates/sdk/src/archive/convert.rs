@@ -40,6 +40,8 @@ pub(crate) fn conversation_to_pb(c: &Conversation) -> pb::Conversation {
         dm_peer_inbox_id: c.dm_peer_inbox_id.clone().unwrap_or_default(),
         dm_id: c.dm_id.clone().unwrap_or_default(),
         last_message_ns: c.last_message_ns,
+        message_disappear_from_ns: c.disappearing.map(|d| d.from_ns),
+        message_disappear_in_ns: c.disappearing.map(|d| d.in_ns),
     }
 }
 
@@ -77,6 +79,10 @@ pub(crate) fn conversation_from_pb(c: pb::Conversation) -> Result<Conversation> 
         membership: Membership::Restored,
         // Set from the messages actually imported (see Merge::commit).
         last_message_ns: None,
+        disappearing: ferry_store::DisappearingSettings::from_parts(
+            c.message_disappear_from_ns,
+            c.message_disappear_in_ns,
+        ),
     })
 }
 
@@ -106,6 +112,7 @@ pub(crate) fn message_to_pb(m: Message) -> pb::Message {
         } as i32,
         fallback: m.fallback,
         parameters: m.parameters,
+        expire_at_ns: m.expire_at_ns,
     }
 }
 
@@ -147,6 +154,7 @@ pub(crate) fn message_from_pb(m: pb::Message) -> Result<Message> {
             Ok(pb::DeliveryStatus::Failed) => DeliveryStatus::Failed,
             _ => DeliveryStatus::Published,
         },
+        expire_at_ns: m.expire_at_ns,
     })
 }
 

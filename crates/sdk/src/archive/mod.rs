@@ -79,6 +79,9 @@ pub struct ArchiveOptions {
     pub elements: Vec<ArchiveElement>,
     /// A person's name for the archive, kept in its metadata.
     pub label: String,
+    /// Leave out messages that will disappear (XMTP's option of the same name): those stored
+    /// with an expiry, from conversations with disappearing messages on.
+    pub exclude_disappearing_messages: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -88,6 +91,7 @@ impl Default for ArchiveOptions {
             end_ns: None,
             elements: vec![ArchiveElement::Messages, ArchiveElement::Consent],
             label: String::new(),
+            exclude_disappearing_messages: false,
         }
     }
 }
@@ -397,7 +401,12 @@ pub fn create_archive_with(
         Vec::new()
     };
     let message_count = if with_messages {
-        snap.count_messages(&conversations, opts.start_ns, opts.end_ns)?
+        snap.count_messages(
+            &conversations,
+            opts.start_ns,
+            opts.end_ns,
+            opts.exclude_disappearing_messages,
+        )?
     } else {
         0
     };
@@ -457,9 +466,13 @@ pub fn create_archive_with(
         )?;
     }
     if with_messages {
-        snap.for_each_message(&conversations, opts.start_ns, opts.end_ns, |m| {
-            step(&mut w, Element::Message(convert::message_to_pb(m)))
-        })?;
+        snap.for_each_message(
+            &conversations,
+            opts.start_ns,
+            opts.end_ns,
+            opts.exclude_disappearing_messages,
+            |m| step(&mut w, Element::Message(convert::message_to_pb(m))),
+        )?;
     }
     for c in &consent {
         step(&mut w, Element::Consent(convert::consent_to_pb(c)))?;

@@ -227,6 +227,11 @@ fn conversation(g: proto::GroupSave) -> Result<Conversation> {
         membership: Membership::Restored,
         // Set from the messages actually imported (see Merge::commit).
         last_message_ns: None,
+        // libxmtp's group save carries the setting; its messages take their expiry from it.
+        disappearing: ferry_store::DisappearingSettings::from_parts(
+            g.message_disappear_from_ns,
+            g.message_disappear_in_ns,
+        ),
     })
 }
 
@@ -304,6 +309,8 @@ fn message(m: proto::GroupMessageSave) -> Result<Message> {
         parameters,
         reference_id: m.reference_id,
         delivery_status,
+        // Its conversation's setting gives it one (libxmtp's save has no expiry).
+        expire_at_ns: None,
     })
 }
 

@@ -742,6 +742,7 @@ fn make_backup(
         end_ns: None,
         elements: policy.elements.clone(),
         label: label.clone(),
+        exclude_disappearing_messages: policy.exclude_disappearing_messages,
     };
     let meta = archive::create_archive(
         store,

@@ -218,6 +218,10 @@ pub struct Policy {
     /// What each backup carries (messages, consent or both).
     #[serde(with = "elements_serde")]
     pub elements: Vec<ArchiveElement>,
+    /// Leave out messages that will disappear (see
+    /// [`ArchiveOptions::exclude_disappearing_messages`](crate::archive::ArchiveOptions)).
+    #[serde(default)]
+    pub exclude_disappearing_messages: bool,
     /// IANA time zone name ("Europe/Berlin"); hours and days are wall-clock times there.
     pub time_zone: String,
     /// Where backups go; `None` when the app passes its own [`super::Destination`].
@@ -234,6 +238,7 @@ impl Default for Policy {
             retention: DEFAULT_RETENTION,
             label: DEFAULT_LABEL.to_string(),
             elements: vec![ArchiveElement::Messages, ArchiveElement::Consent],
+            exclude_disappearing_messages: false,
             time_zone: "UTC".to_string(),
             destination: None,
             key_source: None,

@@ -44,7 +44,7 @@ pub use device_sync::{
 };
 pub use identity::InboxInfo;
 pub use sync::SyncReport;
-pub use worker::Worker;
+pub use worker::{Worker, EXPIRY_TICK};
 
 use crate::{Error, Result};
 
@@ -127,6 +127,13 @@ pub enum Event {
     HmacKeyChanged {
         /// The new secret's revision.
         revision: u64,
+    },
+    /// Messages of a conversation reached their disappearing time and were deleted here.
+    MessagesExpired {
+        /// The conversation (a group's id; for a DM, the stitched group it was stored in).
+        conversation_id: Vec<u8>,
+        /// The deleted messages' ids.
+        message_ids: Vec<Vec<u8>>,
     },
     /// Device sync did something worth telling the person (answered a history request,
     /// imported history, added a new installation of this inbox to conversations).
@@ -582,6 +589,8 @@ impl Client {
                 installation_id,
                 identity,
             }));
+        // What disappeared while the app was closed is gone before anything reads it.
+        client.delete_expired_messages()?;
         Ok(client)
     }
 
@@ -787,6 +796,34 @@ impl Client {
             .clear();
     }
 
+    /// Deletes the messages whose disappearing time has come (the worker does this every
+    /// [`EXPIRY_TICK`], and opening a client once); returns how many were deleted. Streams
+    /// get an [`Event::MessagesExpired`] per conversation.
+    pub fn delete_expired_messages(&self) -> Result<usize> {
+        let gone = self.store().delete_expired_messages(crate::now_ns())?;
+        let n = gone.len();
+        let mut by_conversation: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        for (conversation_id, id) in gone {
+            match by_conversation
+                .iter_mut()
+                .find(|(c, _)| *c == conversation_id)
+            {
+                Some((_, ids)) => ids.push(id),
+                None => by_conversation.push((conversation_id, vec![id])),
+            }
+        }
+        self.emit(
+            by_conversation
+                .into_iter()
+                .map(|(conversation_id, message_ids)| Event::MessagesExpired {
+                    conversation_id,
+                    message_ids,
+                })
+                .collect(),
+        );
+        Ok(n)
+    }
+
     fn emit(&self, events: Vec<Event>) {
         // The hidden sync conversation never shows in streams, as in lists.
         let events: Vec<Event> = events
@@ -798,6 +835,7 @@ impl Client {
                     self.store().conversation(&m.conversation_id),
                     Ok(Some(c)) if c.kind == ConversationKind::Sync
                 ),
+                Event::MessagesExpired { .. } => true,
             })
             .collect();
         if events.is_empty() {

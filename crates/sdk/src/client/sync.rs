@@ -190,7 +190,7 @@ impl Client {
                 }
                 let id = row.id.clone();
                 match store.conversation(&id)? {
-                    Some(old) => {
+                    Some(_) => {
                         // A restored conversation comes back to life, history and all.
                         store.set_membership(&id, Membership::Active)?;
                         // The group's channel is read again from its start with the new state:
@@ -199,14 +199,7 @@ impl Client {
                         // this installation behind in the welcome's epoch for good. Older
                         // messages fail their epoch check and stored ones are not stored twice.
                         store.set_cursor(&group_topic(&id), 0)?;
-                        if row.name != old.name || row.description != old.description {
-                            store.set_conversation_metadata(
-                                &id,
-                                &row.name,
-                                &row.description,
-                                &row.image_url,
-                            )?;
-                        }
+                        store.update_conversation_metadata(&row)?;
                     }
                     None => {
                         store.insert_conversation(&row)?;
@@ -519,8 +512,15 @@ impl Client {
                     tracing::warn!("undecodable application message skipped");
                     return Ok(Outcome::Skipped);
                 };
-                let msg =
-                    envelope_message(id, group_id, &inbox, &inst, env, DeliveryStatus::Published);
+                let msg = envelope_message(
+                    store,
+                    id,
+                    group_id,
+                    &inbox,
+                    &inst,
+                    env,
+                    DeliveryStatus::Published,
+                )?;
                 // Already here (an archive brought it): nothing new to report.
                 if !store.insert_message(&msg)? {
                     return Ok(Outcome::Skipped);
@@ -579,12 +579,7 @@ impl Client {
                 let msg = membership_message(id, group_id, &inst, m.created_at_ns, &update);
                 let fresh = store.insert_message(&msg)?;
                 let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
-                store.set_conversation_metadata(
-                    group_id,
-                    &row.name,
-                    &row.description,
-                    &row.image_url,
-                )?;
+                store.update_conversation_metadata(&row)?;
                 if self_removed {
                     store.set_membership(group_id, Membership::Left)?;
                 }
@@ -687,7 +682,7 @@ impl Client {
         let msg = membership_message(id, group_id, &self.inner.installation_id, at_ns, &update);
         store.insert_message(&msg)?;
         let row = conversation_row(&self.inner.inbox_id, group, Membership::Active);
-        store.set_conversation_metadata(group_id, &row.name, &row.description, &row.image_url)?;
+        store.update_conversation_metadata(&row)?;
         Ok(Outcome::Applied(vec![Event::Message(msg)]))
     }
 

@@ -45,6 +45,10 @@ impl Drop for Worker {
 /// Most pushed messages applied together.
 const PUSH_BATCH: usize = 1000;
 
+/// How often the worker deletes messages whose disappearing time has come: an expired
+/// message is gone from an online installation at most this long after its time.
+pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
 /// How long to wait on the streams before a full sync anyway (also the resubscribe period
 /// after the node went away).
 const FALLBACK_SYNC: Duration = Duration::from_secs(10);
@@ -53,11 +57,27 @@ impl Client {
     /// Starts following the node: new welcomes and messages of every active conversation
     /// are applied as the node pushes them, with a full sync at start, after a stream breaks
     /// and every few seconds as a safety net. Member checks run as in [`Client::sync_all`].
+    /// Every [`EXPIRY_TICK`] it deletes the messages whose disappearing time has come.
     /// Must be called within a tokio runtime (the worker is a task on it).
     pub fn start_worker(&self) -> Worker {
         let client = self.clone();
         Worker {
-            task: Some(tokio::spawn(async move { client.worker_loop().await })),
+            task: Some(tokio::spawn(async move {
+                tokio::join!(client.worker_loop(), client.expiry_loop());
+            })),
+        }
+    }
+
+    /// Deletes expired messages every [`EXPIRY_TICK`], for ever (a store error is logged and
+    /// tried again at the next tick).
+    async fn expiry_loop(&self) {
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.delete_expired_messages() {
+                tracing::warn!(error = %e, "deleting expired messages failed; trying again");
+            }
         }
     }
 

@@ -62,6 +62,7 @@ impl Env {
 
 pub fn conversation(id: u8) -> Conversation {
     Conversation {
+        disappearing: None,
         id: vec![id; 32],
         kind: ConversationKind::Group,
         created_at_ns: 1,
@@ -81,6 +82,7 @@ pub fn message(i: u64, conv: u8, sent: i64) -> Message {
     id[..8].copy_from_slice(&i.to_be_bytes());
     id[8] = conv;
     Message {
+        expire_at_ns: None,
         id,
         conversation_id: vec![conv; 32],
         sender_inbox_id: "sender".into(),

@@ -14,9 +14,9 @@ use ferry_store::{
 
 use legacy::*;
 
-/// The schema version a store has after opening (migration 5, the sent-messages table, follows
-/// migration 4 and moves nothing).
-const CURRENT: i64 = 5;
+/// The schema version a store has after opening (migrations 5, the sent-messages table, and 6,
+/// disappearing messages, follow migration 4 and move nothing).
+const CURRENT: i64 = 6;
 
 fn user_version(s: &Store) -> i64 {
     s.conn()
@@ -26,6 +26,7 @@ fn user_version(s: &Store) -> i64 {
 
 fn fixture_conversation() -> Conversation {
     Conversation {
+        disappearing: None,
         id: group_a(),
         kind: ConversationKind::Group,
         created_at_ns: 10,
@@ -42,6 +43,7 @@ fn fixture_conversation() -> Conversation {
 
 fn fixture_message() -> Message {
     Message {
+        expire_at_ns: None,
         id: id(0xf0),
         conversation_id: group_a(),
         sender_inbox_id: "inbox-fixture".into(),

@@ -211,13 +211,14 @@ impl Group {
             },
         )?;
         let m = envelope_message(
+            store,
             id.clone(),
             &self.id,
             &self.client.inner.inbox_id,
             &self.client.inner.installation_id,
             env,
             DeliveryStatus::Unpublished,
-        );
+        )?;
         store.insert_message(&m)?;
         store.send_outbox_push(&self.id, &id, &data)?;
         let hex_id = hex::encode(&c.id);
@@ -368,6 +369,48 @@ impl Group {
     pub async fn update_description(&self, description: &str) -> Result<()> {
         self.update_metadata(|m| m.description = description.to_string())
             .await
+    }
+
+    /// Turns on disappearing messages for every member (a commit in the group's metadata):
+    /// application messages sent at or after `settings.from_ns` are deleted on every
+    /// installation `settings.in_ns` after they were sent. Fails with [`Error::Inactive`] on a
+    /// restored conversation and [`Error::InvalidArgument`] for a duration that is not
+    /// positive.
+    pub async fn update_message_disappearing_settings(
+        &self,
+        settings: DisappearingSettings,
+    ) -> Result<()> {
+        if settings.in_ns <= 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a disappearing duration must be positive, not {} ns",
+                settings.in_ns
+            )));
+        }
+        self.update_metadata(|m| {
+            m.message_disappear_from_ns = Some(settings.from_ns);
+            m.message_disappear_in_ns = Some(settings.in_ns);
+        })
+        .await
+    }
+
+    /// Turns disappearing messages off for every member (a commit). Messages already stored
+    /// keep the expiry they were stored with.
+    pub async fn remove_message_disappearing_settings(&self) -> Result<()> {
+        self.update_metadata(|m| {
+            m.message_disappear_from_ns = None;
+            m.message_disappear_in_ns = None;
+        })
+        .await
+    }
+
+    /// The conversation's disappearing-messages setting (`None`: off).
+    pub fn message_disappearing_settings(&self) -> Result<Option<DisappearingSettings>> {
+        Ok(self.info()?.disappearing)
+    }
+
+    /// Whether messages sent here now disappear.
+    pub fn is_message_disappearing_enabled(&self) -> Result<bool> {
+        Ok(self.info()?.disappearing.is_some())
     }
 
     pub(super) async fn update_metadata(&self, change: impl Fn(&mut GroupMetadata)) -> Result<()> {

@@ -7,7 +7,8 @@ use ferry_proto::message::{ContentTypeId, Envelope, GroupMetadata};
 use ferry_proto::node::{GroupMessageInput, WelcomeInput};
 use ferry_store::{
     ConsentEntity, ConsentRecord, ConsentState, ContentType, Conversation, ConversationFilter,
-    ConversationKind, DeliveryStatus, Membership, Message, MessageFilter, MessageKind, SentMessage,
+    ConversationKind, DeliveryStatus, DisappearingSettings, Membership, Message, MessageFilter,
+    MessageKind, SentMessage,
 };
 use ferry_transport::TransportError;
 use prost::Message as _;
@@ -31,6 +32,9 @@ pub struct GroupOptions {
     pub name: String,
     /// The group's description (may be empty).
     pub description: String,
+    /// Disappearing messages from the start (`None`: off; change it later with
+    /// [`Group::update_message_disappearing_settings`]).
+    pub message_disappearing_settings: Option<DisappearingSettings>,
 }
 
 /// A member of a conversation: an inbox and its installations in the group.
@@ -91,17 +95,20 @@ fn text_envelope(text: &str, sent_at_ns: i64) -> Envelope {
     }
 }
 
-/// The store row of an application message.
+/// The store row of an application message, with the expiry its conversation's
+/// disappearing setting gives it now.
 pub(crate) fn envelope_message(
+    store: &ferry_store::Store,
     id: Vec<u8>,
     group_id: &[u8],
     sender_inbox: &str,
     sender_installation: &[u8],
     env: Envelope,
     status: DeliveryStatus,
-) -> Message {
+) -> Result<Message> {
     let ct = env.content_type.unwrap_or_default();
-    Message {
+    let expire_at_ns = store.expiry_for(group_id, env.sent_at_ns, MessageKind::Application)?;
+    Ok(Message {
         id,
         conversation_id: group_id.to_vec(),
         sender_inbox_id: sender_inbox.to_string(),
@@ -119,7 +126,8 @@ pub(crate) fn envelope_message(
         parameters: env.parameters,
         reference_id: env.reference_id,
         delivery_status: status,
-    }
+        expire_at_ns,
+    })
 }
 
 /// The store row recording a commit: a [`ferry_content::GroupUpdated`] notice (XMTP's
@@ -157,6 +165,7 @@ pub(crate) fn membership_message(
         parameters: None,
         reference_id: None,
         delivery_status: DeliveryStatus::Published,
+        expire_at_ns: None,
     }
 }
 
@@ -232,6 +241,27 @@ pub(crate) fn commit_update(
                 });
             }
         }
+        // Disappearing messages, under XMTP's metadata field names, values in decimal.
+        let now = DisappearingSettings::from_parts(
+            meta.message_disappear_from_ns,
+            meta.message_disappear_in_ns,
+        );
+        for (field, part) in [
+            (
+                "message_disappear_from_ns",
+                (|d: DisappearingSettings| d.from_ns) as fn(_) -> i64,
+            ),
+            ("message_disappear_in_ns", |d: DisappearingSettings| d.in_ns),
+        ] {
+            let (was, now) = (old.disappearing.map(part), now.map(part));
+            if was != now {
+                changes.push(ferry_content::MetadataFieldChange {
+                    field_name: field.into(),
+                    old_value: was.map(|v| v.to_string()),
+                    new_value: now.map(|v| v.to_string()),
+                });
+            }
+        }
     }
     ferry_content::GroupUpdated {
         initiated_by_inbox_id: committer_inbox.to_string(),
@@ -279,6 +309,10 @@ pub(crate) fn conversation_row(me: &str, group: &MlsGroup, membership: Membershi
         dm_id: dm,
         membership,
         last_message_ns: None,
+        disappearing: ferry_store::DisappearingSettings::from_parts(
+            meta.message_disappear_from_ns,
+            meta.message_disappear_in_ns,
+        ),
     }
 }
 
@@ -296,6 +330,8 @@ impl Client {
             dm_members: Vec::new(),
             kind: ConversationKind::Group.as_i64() as u32,
             created_at_ns: crate::now_ns(),
+            message_disappear_from_ns: options.message_disappearing_settings.map(|d| d.from_ns),
+            message_disappear_in_ns: options.message_disappearing_settings.map(|d| d.in_ns),
         };
         self.create_conversation(members, meta).await
     }
@@ -349,6 +385,7 @@ impl Client {
             dm_members: Vec::new(),
             kind: ConversationKind::Sync.as_i64() as u32,
             created_at_ns: crate::now_ns(),
+            ..Default::default()
         };
         Ok(self.create_conversation(&[], meta).await?.id().to_vec())
     }
@@ -401,6 +438,7 @@ impl Client {
             dm_members,
             kind: ConversationKind::Dm.as_i64() as u32,
             created_at_ns: crate::now_ns(),
+            ..Default::default()
         };
         let g = self.create_conversation(&[peer.to_string()], meta).await?;
         self.set_consent(ConsentEntity::Inbox, peer, ConsentState::Allowed)

@@ -324,6 +324,9 @@ impl Client {
                     end_ns: options.end_ns,
                     elements,
                     label: format!("history sync {pin}"),
+                    // The new installation stores them with their expiry and deletes them
+                    // on time, like this one.
+                    exclude_disappearing_messages: false,
                 },
                 &Control::new(),
             )
