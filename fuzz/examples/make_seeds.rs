@@ -333,7 +333,7 @@ fn seed_from_ferry(out: &mut Out, i: usize, data: &[u8]) {
             Element::Conversation(c) => (0, "archive::Conversation", c.encode_to_vec()),
             Element::Message(m) => (1, "archive::Message", m.encode_to_vec()),
             Element::Consent(c) => (2, "archive::Consent", c.encode_to_vec()),
-            Element::Unknown => continue,
+            Element::AttachmentPiece(_) | Element::Unknown => continue,
         };
         if n[k] < 3 {
             out.proto(ty, &format!("real-{i}-{}", n[k]), &bytes);
@@ -349,7 +349,9 @@ fn seed_from_ferry(out: &mut Out, i: usize, data: &[u8]) {
 
 /// The records of a real libxmtp archive as `proto_decode` seeds.
 fn seed_from_xmtp(out: &mut Out, i: usize, data: &[u8]) {
-    use ferry_xmtp_archive::proto::{backup_element::Element as E, BackupElement, BackupMetadataSave};
+    use ferry_xmtp_archive::proto::{
+        backup_element::Element as E, BackupElement, BackupMetadataSave,
+    };
     let mut r = XmtpReader::open(data, &XMTP_KEY).expect("a --xmtp archive with the zero key");
     let m = r.metadata().clone();
     let meta = BackupMetadataSave {
@@ -492,6 +494,7 @@ fn proto_seeds(out: &mut Out) {
         dm_members: vec!["a3".repeat(32), "b4".repeat(32)],
         kind: 2,
         created_at_ns: 1_700_000_000_000_000_000,
+        ..Default::default()
     };
     out.proto("message::GroupMetadata", "dm", &gm.encode_to_vec());
 

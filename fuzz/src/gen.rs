@@ -34,6 +34,7 @@ impl MetaSpec {
             consent_count: self.counts[2],
             label: self.label.clone(),
             producer: self.producer.clone(),
+            ..Default::default()
         }
     }
 }
@@ -102,6 +103,8 @@ impl ElemSpec {
                 dm_id,
                 last_message_ns,
             } => Built::Known(Element::Conversation(proto::Conversation {
+                message_disappear_from_ns: None,
+                message_disappear_in_ns: None,
                 id,
                 kind,
                 created_at_ns,
@@ -127,6 +130,7 @@ impl ElemSpec {
                 fallback,
                 parameters,
             } => Built::Known(Element::Message(proto::Message {
+                expire_at_ns: None,
                 id,
                 conversation_id,
                 sender_inbox_id,
@@ -189,6 +193,7 @@ pub fn encode_element(e: &ferry_archive::Element) -> Vec<u8> {
         Element::Conversation(c) => E::Conversation(c),
         Element::Message(m) => E::Message(m),
         Element::Consent(c) => E::Consent(c),
+        Element::AttachmentPiece(a) => E::AttachmentPiece(a),
         Element::Unknown => panic!("no encoding for an unknown element"),
     };
     proto::ArchiveElement {

@@ -108,6 +108,9 @@ pub fn expect(chunk0: &[u8], rest: &[u8]) -> Expected {
                     Some(archive_element::Element::Conversation(c)) => Element::Conversation(c),
                     Some(archive_element::Element::Message(m)) => Element::Message(m),
                     Some(archive_element::Element::Consent(c)) => Element::Consent(c),
+                    Some(archive_element::Element::AttachmentPiece(a)) => {
+                        Element::AttachmentPiece(a)
+                    }
                     None => Element::Unknown,
                     // A second metadata, or a signature in the frames of an unsigned (1.0)
                     // archive (§15: only a signed archive's final chunk holds one).

@@ -250,6 +250,7 @@ fn element_name(e: &ArchiveElement) -> String {
     match e {
         ArchiveElement::Messages => "messages".into(),
         ArchiveElement::Consent => "consent".into(),
+        ArchiveElement::Attachments => "attachments".into(),
     }
 }
 

@@ -66,6 +66,8 @@ pub enum Element {
     Conversation(proto::Conversation),
     Message(proto::Message),
     Consent(proto::Consent),
+    /// A piece of a remote attachment's encrypted file (element `attachments`).
+    AttachmentPiece(proto::AttachmentPiece),
     /// An element of a kind this version does not know (written by a newer 1.x writer).
     Unknown,
 }

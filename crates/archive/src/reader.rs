@@ -197,6 +197,7 @@ impl<R: Read> ArchiveReader<R> {
             Some(archive_element::Element::Conversation(c)) => Element::Conversation(c),
             Some(archive_element::Element::Message(m)) => Element::Message(m),
             Some(archive_element::Element::Consent(c)) => Element::Consent(c),
+            Some(archive_element::Element::AttachmentPiece(a)) => Element::AttachmentPiece(a),
             Some(archive_element::Element::Metadata(_)) => {
                 return Err(Error::Malformed("a second metadata element".into()))
             }
@@ -213,15 +214,17 @@ impl<R: Read> ArchiveReader<R> {
     }
 
     /// Reads every remaining element, checking the archive to its end; returns how many
-    /// elements of each kind it holds (conversations, messages, consent, unknown).
-    pub fn verify_rest(&mut self) -> Result<[u64; 4]> {
-        let mut counts = [0u64; 4];
+    /// elements of each kind it holds (conversations, messages, consent, attachment pieces,
+    /// unknown).
+    pub fn verify_rest(&mut self) -> Result<[u64; 5]> {
+        let mut counts = [0u64; 5];
         while let Some(e) = self.next_element()? {
             counts[match e {
                 Element::Conversation(_) => 0,
                 Element::Message(_) => 1,
                 Element::Consent(_) => 2,
-                Element::Unknown => 3,
+                Element::AttachmentPiece(_) => 3,
+                Element::Unknown => 4,
             }] += 1;
         }
         Ok(counts)

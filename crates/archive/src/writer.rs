@@ -210,6 +210,7 @@ impl<W: Write> ArchiveWriter<W> {
                 Element::Conversation(c) => archive_element::Element::Conversation(c),
                 Element::Message(m) => archive_element::Element::Message(m),
                 Element::Consent(c) => archive_element::Element::Consent(c),
+                Element::AttachmentPiece(a) => archive_element::Element::AttachmentPiece(a),
                 Element::Unknown => {
                     return Err(Error::Malformed("cannot write an unknown element".into()))
                 }

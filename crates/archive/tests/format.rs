@@ -10,6 +10,8 @@ use ferry_archive::{
 
 fn metadata() -> Metadata {
     Metadata {
+        attachment_count: 0,
+        attachment_piece_count: 0,
         created_at_ns: 42,
         start_ns: Some(10),
         end_ns: Some(20),

@@ -62,7 +62,8 @@ pub enum ArchiveCmd {
         /// Only messages sent before this time (ns since the epoch, exclusive).
         #[arg(long)]
         end_ns: Option<i64>,
-        /// What to include: messages, consent, or both (comma-separated). Default both.
+        /// What to include: messages, consent, attachments (the files of remote attachments,
+        /// with messages), comma-separated. Default messages,consent.
         #[arg(long, value_delimiter = ',')]
         elements: Option<Vec<String>>,
         /// A name for the archive, kept in its metadata.
@@ -162,10 +163,20 @@ pub fn archive(home: Option<PathBuf>, c: ArchiveCmd) -> Result<()> {
                 opts.elements = list
                     .iter()
                     .map(|s| {
-                        ArchiveElement::parse(s)
-                            .ok_or_else(|| format!("unknown element {s:?} (use messages, consent)"))
+                        ArchiveElement::parse(s).ok_or_else(|| {
+                            format!("unknown element {s:?} (use messages, consent, attachments)")
+                        })
                     })
                     .collect::<std::result::Result<_, _>>()?;
+            }
+            if opts.elements.contains(&ArchiveElement::Attachments) {
+                // Files of attachments not held here yet are fetched first, to be carried.
+                if let Some(client) = registered_client(&home)? {
+                    let missing = client.hold_attachment_files(&opts)?;
+                    if missing > 0 && !json {
+                        eprintln!("warning: {missing} attachment files could not be fetched and are not carried");
+                    }
+                }
             }
             let store = read_store(home)?;
             let (ctl, bar) = progress(json, "creating");

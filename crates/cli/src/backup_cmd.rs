@@ -86,7 +86,8 @@ pub enum PolicyCmd {
         /// Label of each archive; {date} and {time} become the backup's local date and time.
         #[arg(long, default_value = backup_manager::DEFAULT_LABEL)]
         label: String,
-        /// What to include: messages, consent, or both (comma-separated). Default both.
+        /// What to include: messages, consent, attachments (the files of remote attachments,
+        /// with messages), comma-separated. Default messages,consent.
         #[arg(long, value_delimiter = ',')]
         elements: Option<Vec<String>>,
         /// IANA time zone of --hour, --weekday and --day (e.g. Europe/Berlin). Default UTC.
@@ -394,8 +395,9 @@ fn parse_elements(list: &[String]) -> Result<Vec<ArchiveElement>> {
     Ok(list
         .iter()
         .map(|s| {
-            ArchiveElement::parse(s)
-                .ok_or_else(|| format!("unknown element {s:?} (use messages, consent)"))
+            ArchiveElement::parse(s).ok_or_else(|| {
+                format!("unknown element {s:?} (use messages, consent, attachments)")
+            })
         })
         .collect::<std::result::Result<_, _>>()?)
 }

@@ -267,7 +267,9 @@ pub struct AttachmentJson {
     pub mime_type: Option<String>,
     /// Bytes of the file (inline), or of the encrypted upload (remote) when the sender said.
     pub size: Option<u64>,
-    /// Inline: the file is in the message. Remote: it is fetched from `url`.
+    /// Whether the file's bytes are in this installation's store: always for an inline one;
+    /// for a remote one when it was sent from here, fetched before, or restored from an
+    /// archive with element `attachments` (otherwise it is fetched from `url`).
     pub stored: bool,
     pub url: Option<String>,
 }
@@ -463,12 +465,21 @@ pub fn messages(home: Option<PathBuf>, c: MessagesCmd) -> Result<()> {
             (Some(all), Some(_)) => ferry_sdk::content::reactions(all),
             _ => ferry_sdk::content::reactions(&list),
         };
-        print_json(
-            &list
-                .iter()
-                .map(|m| MessageJson::with_reactions(m, &reactions))
-                .collect::<Vec<_>>(),
-        )?;
+        // Remote attachments: whether this installation holds the file.
+        let held = read_store(home.clone())?;
+        let out = list
+            .iter()
+            .map(|m| -> Result<MessageJson> {
+                let mut j = MessageJson::with_reactions(m, &reactions);
+                if let (Some(a), ferry_sdk::content::Content::RemoteAttachment(r)) =
+                    (&mut j.attachment, ferry_sdk::content::content_of(m))
+                {
+                    a.stored = held.has_attachment_file(&r.content_digest.to_ascii_lowercase())?;
+                }
+                Ok(j)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        print_json(&out)?;
     } else {
         for m in &list {
             println!(

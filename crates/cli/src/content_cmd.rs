@@ -187,16 +187,9 @@ pub fn attachment(home: Option<PathBuf>, c: AttachmentCmd) -> Result<()> {
         .ok_or_else(|| format!("message {message_id} not found"))?;
     let (a, remote) = match content::content_of(&m) {
         Content::Attachment(a) => (a, false),
-        Content::RemoteAttachment(r) => {
-            let base = r
-                .url
-                .rsplit_once("/files/")
-                .map(|(b, _)| b.to_string())
-                .unwrap_or_else(|| client.history_sync_url());
-            let store: Arc<dyn AttachmentStore> = Arc::new(HttpAttachmentStore::new(&base)?);
-            let a = ferry_sdk::blocking::block_on(content::fetch_remote_attachment(&r, store))?;
-            (a, true)
-        }
+        // Held here (sent from here, fetched before, restored from an archive with its
+        // files), else downloaded, checked against its digest and kept.
+        Content::RemoteAttachment(r) => (client.fetch_remote_attachment(&r)?, true),
         other => {
             return Err(format!(
                 "message {message_id} is a {}, not an attachment",

@@ -111,7 +111,8 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
         assert_eq!(inline["stored"], true);
         let remote = &list[6]["attachment"];
         assert_eq!(remote["filename"], "movie.mp4");
-        assert_eq!(remote["stored"], false);
+        // The sender keeps its encrypted file; bob has only the message until he fetches it.
+        assert_eq!(remote["stored"], *home == a, "{home:?}");
         assert!(remote["url"].as_str().unwrap().starts_with(&history.url));
     }
 
@@ -138,11 +139,62 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
     assert_eq!(got["mime_type"], "video/mp4");
     assert_eq!(std::fs::read(&out).unwrap(), big_bytes);
 
+    assert_eq!(
+        listed(&b, &gid)[6]["attachment"]["stored"],
+        true,
+        "kept once fetched"
+    );
+
     // A message that is no attachment says so, and writes nothing.
     let out = t.path().join("nothing");
     let err = fails(ferry(&b).args(["attachment", "get", &hello, out.to_str().unwrap()]));
     assert!(err.contains("not an attachment"), "{err}");
     assert!(!out.exists());
+
+    // A backup with element attachments carries the movie; after the history server dropped
+    // it, a restore from that backup still plays it, one without the files cannot.
+    let key = t.path().join("backup.key");
+    std::fs::write(&key, [5u8; 32]).unwrap();
+    let (with, without) = (t.path().join("with.ferry"), t.path().join("without.ferry"));
+    let meta = json(ferry(&b).args([
+        "archive",
+        "create",
+        with.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--elements",
+        "messages,consent,attachments",
+        "--json",
+    ]));
+    assert_eq!(meta["attachment_count"], 1);
+    json(ferry(&b).args([
+        "archive",
+        "create",
+        without.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--json",
+    ]));
+    for e in std::fs::read_dir(t.path().join("history")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    assert_eq!(count_files(&t.path().join("history")), 0);
+    for (name, archive, plays) in [("r1", &with, true), ("r2", &without, false)] {
+        let home = t.path().join(name);
+        let report = json(ferry(&home).args([
+            "archive",
+            "import",
+            archive.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--json",
+        ]));
+        assert_eq!(report["attachments_imported"], u64::from(plays));
+        assert_eq!(listed(&home, &gid)[6]["attachment"]["stored"], plays);
+    }
 }
 
 #[test]

@@ -181,6 +181,8 @@ impl Client {
         fn create_archive(&self, path: &Path, key: &ArchiveKey, options: &ArchiveOptions, ctl: &Control) -> Result<ArchiveMetadata>;
         fn archive_metadata(&self, path: &Path, key: &ArchiveKey) -> Result<ArchiveMetadata>;
         fn import_archive(&self, path: &Path, key: &ArchiveKey, ctl: &Control) -> Result<ImportReport>;
+        fn fetch_remote_attachment(&self, remote: &crate::content::RemoteAttachment) -> Result<crate::content::Attachment>;
+        fn hold_attachment_files(&self, options: &ArchiveOptions) -> Result<u64>;
         fn import_archive_preview(&self, path: &Path, key: &ArchiveKey, ctl: &Control) -> Result<ImportPreview>;
         fn create_archive_bytes(&self, key: &ArchiveKey, options: &ArchiveOptions, ctl: &Control) -> Result<Vec<u8>>;
         fn archive_metadata_bytes(&self, archive: &[u8], key: &ArchiveKey) -> Result<ArchiveMetadata>;

@@ -132,21 +132,31 @@ pub trait AttachmentStore: Send + Sync {
 /// /files/{id}`): uploads go to this installation's server, downloads come from whichever
 /// server the sender's URL names.
 pub struct HttpAttachmentStore {
-    uploads: HistoryClient,
+    uploads: Option<HistoryClient>,
 }
 
 impl HttpAttachmentStore {
     /// Uploads to the history server at `base_url`.
     pub fn new(base_url: &str) -> Result<HttpAttachmentStore> {
         Ok(HttpAttachmentStore {
-            uploads: HistoryClient::new(base_url)?,
+            uploads: Some(HistoryClient::new(base_url)?),
         })
+    }
+
+    /// Downloads from the URLs messages name; uploads are refused.
+    pub fn downloads_only() -> HttpAttachmentStore {
+        HttpAttachmentStore { uploads: None }
     }
 }
 
 impl AttachmentStore for HttpAttachmentStore {
     fn upload(&self, path: &Path) -> Result<String> {
-        Ok(self.uploads.upload_file(path)?)
+        match &self.uploads {
+            Some(c) => Ok(c.upload_file(path)?),
+            None => Err(Error::InvalidArgument(
+                "this attachment store only downloads (no history server to upload to)".into(),
+            )),
+        }
     }
 
     fn download(&self, url: &str, dest: &Path) -> Result<u64> {
@@ -164,6 +174,16 @@ pub async fn fetch_remote_attachment(
     remote: &RemoteAttachment,
     store: std::sync::Arc<dyn AttachmentStore>,
 ) -> Result<Attachment> {
+    let payload = download_payload(remote, store).await?;
+    Ok(remote::open(remote, &payload)?)
+}
+
+/// Downloads a remote attachment's encrypted file and refuses it unless it matches the
+/// message's digest (nothing is decrypted).
+pub async fn download_payload(
+    remote: &RemoteAttachment,
+    store: std::sync::Arc<dyn AttachmentStore>,
+) -> Result<Vec<u8>> {
     let remote = remote.clone();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().map_err(|e| Error::Io {
@@ -176,10 +196,60 @@ pub async fn fetch_remote_attachment(
             path: path.clone(),
             source: e,
         })?;
-        Ok(remote::open(&remote, &payload)?)
+        let actual = remote::digest(&payload);
+        if actual != remote.content_digest.to_ascii_lowercase() {
+            return Err(ContentError::DigestMismatch {
+                expected: remote.content_digest.clone(),
+                got: actual,
+            }
+            .into());
+        }
+        Ok(payload)
     })
     .await
     .map_err(|e| Error::InvalidArgument(format!("download task failed: {e}")))?
+}
+
+impl crate::Client {
+    /// A remote attachment's file, decrypted: from this installation's store when it holds
+    /// the encrypted file (sent from here, fetched before, or brought by an archive with
+    /// element `attachments`), else downloaded from the URL the message names, checked
+    /// against its digest and kept. Works after the attachment store dropped the file when
+    /// a copy is held here.
+    pub async fn fetch_remote_attachment(&self, remote: &RemoteAttachment) -> Result<Attachment> {
+        self.fetch_remote_attachment_from(
+            remote,
+            std::sync::Arc::new(HttpAttachmentStore::downloads_only()),
+        )
+        .await
+    }
+
+    /// [`Client::fetch_remote_attachment`], downloading through `store` (an S3 bucket, say)
+    /// when the file is not held here.
+    pub async fn fetch_remote_attachment_from(
+        &self,
+        remote: &RemoteAttachment,
+        store: std::sync::Arc<dyn AttachmentStore>,
+    ) -> Result<Attachment> {
+        let digest = remote.content_digest.to_ascii_lowercase();
+        let held = self.store().attachment_file(&digest)?;
+        let payload = match held {
+            Some(p) => p,
+            None => {
+                let p = download_payload(remote, store).await?;
+                self.store().put_attachment_file(&digest, &p)?;
+                p
+            }
+        };
+        Ok(remote::open(remote, &payload)?)
+    }
+
+    /// Whether this installation holds the encrypted file of this remote attachment.
+    pub fn holds_attachment_file(&self, remote: &RemoteAttachment) -> Result<bool> {
+        Ok(self
+            .store()
+            .has_attachment_file(&remote.content_digest.to_ascii_lowercase())?)
+    }
 }
 
 impl Group {
@@ -231,6 +301,11 @@ impl Group {
         store: std::sync::Arc<dyn AttachmentStore>,
     ) -> Result<Vec<u8>> {
         let sealed = remote::seal(attachment)?;
+        // The sender keeps the encrypted file: its backups can carry it (element
+        // `attachments`) and it opens without a download.
+        self.client
+            .store()
+            .put_attachment_file(sealed.digest(), &sealed.payload)?;
         let (sealed, url) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut file = tempfile::NamedTempFile::new().map_err(|e| Error::Io {
                 path: std::env::temp_dir(),

@@ -301,3 +301,104 @@ fn commits_leave_group_updated_notices_alike_on_every_member() {
     assert_eq!(m.content_type.type_id, "group_updated");
     assert_eq!(m.content_type.authority, "xmtp.org");
 }
+
+/// Deletes every file the history server holds (its retention dropped them, say).
+fn drop_uploads(net: &Net) -> usize {
+    let mut n = 0;
+    let mut dirs = vec![net.dir.path().join("history")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                std::fs::remove_file(&p).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn an_archive_with_attachments_restores_a_photo_after_its_blob_was_deleted() {
+    use ferry_sdk::archive::ArchiveElement;
+    let net = Net::new();
+    let (a1, key) = net.create("a1", AccountKey::New, true);
+    let key = key.unwrap();
+    let (bob, _) = net.create("bob", AccountKey::New, true);
+    let g = a1
+        .create_group(&[bob.inbox_id().into()], GroupOptions::default())
+        .unwrap();
+    let id = g.id().to_vec();
+    bob.sync_all().unwrap();
+    // Bob sends the photo: a1 holds only the message, and fetches the file to carry it.
+    let store: Arc<dyn AttachmentStore> =
+        Arc::new(HttpAttachmentStore::new(&net.history_url).unwrap());
+    bob.conversation(&id)
+        .unwrap()
+        .send_remote_attachment(&photo(), store)
+        .unwrap();
+    g.send("nice photo").unwrap();
+    a1.sync_all().unwrap();
+    let msg = app_messages(&a1, &id)
+        .into_iter()
+        .find(|m| matches!(content::content_of(m), Content::RemoteAttachment(_)))
+        .unwrap();
+    let Content::RemoteAttachment(remote) = content::content_of(&msg) else {
+        unreachable!()
+    };
+    assert!(!a1.holds_attachment_file(&remote).unwrap());
+
+    let akey = ArchiveKey::generate();
+    let with = net.dir.path().join("with.ferry");
+    let meta = a1
+        .create_archive(
+            &with,
+            &akey,
+            &ArchiveOptions {
+                elements: vec![
+                    ArchiveElement::Messages,
+                    ArchiveElement::Consent,
+                    ArchiveElement::Attachments,
+                ],
+                ..Default::default()
+            },
+            &Control::new(),
+        )
+        .unwrap();
+    assert_eq!(meta.attachment_count, Some(1));
+    assert!(meta.elements.contains(&ArchiveElement::Attachments));
+    assert!(
+        a1.holds_attachment_file(&remote).unwrap(),
+        "kept once fetched"
+    );
+    let without = net.dir.path().join("without.ferry");
+    let meta = a1
+        .create_archive(&without, &akey, &ArchiveOptions::default(), &Control::new())
+        .unwrap();
+    assert_eq!(meta.attachment_count, Some(0));
+    let report = ferry_sdk::archive::verify_archive(&with, &akey).unwrap();
+    assert!(report.intact);
+    assert_eq!(report.attachment_pieces, 1);
+
+    // The history server's retention drops the upload.
+    assert!(drop_uploads(&net) >= 1);
+
+    // Restored without the files: the message is there, the photo is gone for good.
+    let (r1, _) = net.create("r1", AccountKey::Existing(key.clone()), false);
+    r1.import_archive(&without, &akey, &Control::new()).unwrap();
+    assert!(!r1.holds_attachment_file(&remote).unwrap());
+    assert!(r1.fetch_remote_attachment(&remote).is_err());
+
+    // Restored with them: the photo opens, byte for byte, with no server involved.
+    let (r2, _) = net.create("r2", AccountKey::Existing(key), false);
+    let report = r2.import_archive(&with, &akey, &Control::new()).unwrap();
+    assert_eq!(report.attachments_imported, 1);
+    assert_eq!(r2.fetch_remote_attachment(&remote).unwrap(), photo());
+    let again = r2.import_archive(&with, &akey, &Control::new()).unwrap();
+    assert_eq!(
+        (again.attachments_imported, again.attachments_skipped),
+        (0, 1)
+    );
+}

@@ -6,6 +6,7 @@
 //! Schema changes are numbered migrations (see `schema.rs`); opening a store runs the ones it
 //! lacks.
 
+mod attachments;
 mod consent;
 mod conversations;
 mod device_sync;
@@ -31,7 +32,7 @@ pub use outbox::{
     OutboxMessage, OutboxPreferenceUpdate, OutboxWelcome, PendingCommit, SentMessage,
 };
 pub use rusqlite;
-pub use snapshot::{Snapshot, Table};
+pub use snapshot::{ContentAndParameters, Snapshot, Table};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -161,6 +161,15 @@ impl Merge<'_> {
         Ok(seq)
     }
 
+    /// Keeps a remote attachment's encrypted file under its digest; false when one is kept.
+    pub fn attachment_file(&mut self, digest: &str, data: &[u8]) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(crate::attachments::PUT)?
+            .execute(params![digest, data])?
+            > 0)
+    }
+
     /// Applies a consent record if it is newer than the stored one; true when applied.
     pub fn consent(&mut self, c: &ConsentRecord) -> Result<bool> {
         set_consent(&self.tx, c)

@@ -198,11 +198,20 @@ CREATE TABLE sent_messages (
 "#),
     // 6: disappearing messages. A conversation's setting as its group's metadata says (both
     // NULL: off); each message's expiry, fixed when it is stored (NULL: it never expires).
+    // And the encrypted files of remote attachments held locally.
     sql(r#"
 ALTER TABLE conversations ADD COLUMN disappear_from_ns INTEGER;
 ALTER TABLE conversations ADD COLUMN disappear_in_ns INTEGER;
 ALTER TABLE messages ADD COLUMN expire_at_ns INTEGER;
 CREATE INDEX messages_expiry ON messages(expire_at_ns) WHERE expire_at_ns IS NOT NULL;
+
+-- Remote attachments' encrypted files held here (sent from here, fetched, or carried by an
+-- archive with element `attachments`), by the digest their messages name.
+CREATE TABLE attachment_files (
+    seq INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,        -- lowercase hex SHA-256 of the encrypted file
+    data BLOB NOT NULL                  -- the encrypted file, as uploaded
+);
 "#),
 ];
 

@@ -50,6 +50,7 @@ impl Store {
             ("sync_imports", "pin, message_id"),
             ("device_sync_flags", "flag"),
             ("hmac_key", "id"),
+            ("attachment_files", "seq"),
         ] {
             let mut stmt = self
                 .conn
@@ -88,9 +89,12 @@ impl Table {
     }
 }
 
+/// A message's encoded content and its parameters (see [`Snapshot::contents_of_type`]).
+pub type ContentAndParameters = (Vec<u8>, Option<Vec<u8>>);
+
 /// A read transaction for exports. See [`Store::snapshot`].
 pub struct Snapshot<'a> {
-    tx: Transaction<'a>,
+    pub(crate) tx: Transaction<'a>,
 }
 
 impl Snapshot<'_> {
@@ -222,6 +226,40 @@ impl Snapshot<'_> {
             f(m)?;
         }
         Ok(())
+    }
+
+    /// The contents and parameters of the messages of one content type (any version) among
+    /// those [`Snapshot::for_each_message`] would give, in id order.
+    pub fn contents_of_type(
+        &self,
+        conversations: &[Conversation],
+        start: Option<i64>,
+        end: Option<i64>,
+        exclude_expiring: bool,
+        authority: &str,
+        type_id: &str,
+    ) -> Result<Vec<ContentAndParameters>> {
+        let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+        let wanted: std::collections::HashSet<&[u8]> =
+            conversations.iter().map(|c| c.id.as_slice()).collect();
+        let mut stmt = self.tx.prepare(
+            "SELECT c.id, m.content, m.parameters FROM messages m
+             JOIN content_types t ON t.seq = m.content_type
+             JOIN conversations c ON c.seq = m.conversation
+             WHERE t.authority = ?1 AND t.type_id = ?2
+               AND m.sent_at_ns >= ?3 AND m.sent_at_ns < ?4
+               AND (NOT ?5 OR m.expire_at_ns IS NULL)
+             ORDER BY m.id",
+        )?;
+        let mut rows = stmt.query(params![authority, type_id, s, e, exclude_expiring])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let conv: Vec<u8> = r.get(0)?;
+            if wanted.contains(conv.as_slice()) {
+                out.push((r.get(1)?, r.get(2)?));
+            }
+        }
+        Ok(out)
     }
 
     /// A table of small rows keyed by their `seq` (column 0).

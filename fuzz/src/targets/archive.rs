@@ -186,6 +186,9 @@ pub fn archive_frames(data: &[u8]) {
                         element: Some(E::Consent(c)),
                     }) => Want::Element(Element::Consent(c)),
                     Ok(ArchiveElement {
+                        element: Some(E::AttachmentPiece(a)),
+                    }) => Want::Element(Element::AttachmentPiece(a)),
+                    Ok(ArchiveElement {
                         element: Some(E::Metadata(_) | E::Signature(_)),
                     })
                     | Err(_) => Want::Malformed,

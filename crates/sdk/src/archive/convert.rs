@@ -13,6 +13,7 @@ pub(crate) fn element_to_pb(e: ArchiveElement) -> pb::ElementKind {
     match e {
         ArchiveElement::Messages => pb::ElementKind::Messages,
         ArchiveElement::Consent => pb::ElementKind::Consent,
+        ArchiveElement::Attachments => pb::ElementKind::Attachments,
     }
 }
 
@@ -20,6 +21,7 @@ pub(crate) fn element_from_pb(e: i32) -> Option<ArchiveElement> {
     match pb::ElementKind::try_from(e).ok()? {
         pb::ElementKind::Messages => Some(ArchiveElement::Messages),
         pb::ElementKind::Consent => Some(ArchiveElement::Consent),
+        pb::ElementKind::Attachments => Some(ArchiveElement::Attachments),
         pb::ElementKind::Unspecified => None,
     }
 }

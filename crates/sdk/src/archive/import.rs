@@ -55,8 +55,78 @@ pub(crate) enum Item {
     Conversation(ferry_store::Conversation),
     Message(ferry_store::Message),
     Consent(ferry_store::ConsentRecord),
+    /// A whole attachment file, its pieces joined and its digest checked.
+    AttachmentFile {
+        digest: String,
+        data: Vec<u8>,
+    },
     Skipped,
 }
+
+/// Joins an archive's attachment pieces into files: each file's pieces in offset order from
+/// 0, and the whole must hash to its digest.
+#[derive(Default)]
+pub(crate) struct PieceJoiner {
+    current: Option<(String, u64, Vec<u8>)>,
+}
+
+impl PieceJoiner {
+    /// Takes one piece; returns the file it completes.
+    pub(crate) fn push(&mut self, p: pb::AttachmentPiece) -> Result<Option<Item>> {
+        let bad = |what: String| Error::InvalidArchive(format!("attachment file {what}"));
+        if p.offset == 0 {
+            if let Some((digest, _, _)) = &self.current {
+                return Err(bad(format!("{digest} ends early")));
+            }
+            if p.total_length > MAX_ATTACHMENT_FILE {
+                return Err(bad(format!(
+                    "{} is {} bytes, more than {MAX_ATTACHMENT_FILE}",
+                    p.content_digest, p.total_length
+                )));
+            }
+            self.current = Some((
+                p.content_digest.clone(),
+                p.total_length,
+                Vec::with_capacity(p.total_length as usize),
+            ));
+        }
+        let Some((digest, total, data)) = &mut self.current else {
+            return Err(bad(format!(
+                "{} starts at {}, not 0",
+                p.content_digest, p.offset
+            )));
+        };
+        if p.content_digest != *digest || p.offset != data.len() as u64 || p.total_length != *total
+        {
+            return Err(bad(format!("{digest}: pieces out of order")));
+        }
+        if data.len() as u64 + p.data.len() as u64 > *total {
+            return Err(bad(format!("{digest} is longer than it says")));
+        }
+        data.extend_from_slice(&p.data);
+        if data.len() as u64 != *total {
+            return Ok(None);
+        }
+        let (digest, _, data) = self.current.take().expect("a file in progress");
+        if ferry_content::remote::digest(&data) != digest.to_ascii_lowercase() {
+            return Err(bad(format!("{digest} does not match its digest")));
+        }
+        Ok(Some(Item::AttachmentFile { digest, data }))
+    }
+
+    /// The end of the archive: no file may be left half read.
+    pub(crate) fn finish(&self) -> Result<()> {
+        match &self.current {
+            Some((digest, _, _)) => Err(Error::InvalidArchive(format!(
+                "attachment file {digest} ends early"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The largest attachment file an archive may carry (what an import holds in memory at once).
+pub(crate) const MAX_ATTACHMENT_FILE: u64 = 1 << 30;
 
 pub(crate) const BATCH: usize = 2048;
 
@@ -98,15 +168,21 @@ pub(crate) fn ferry_source(
     // import commits only at the end: a signature that fails rolls everything back.
     let signed_by = reader.signed_by().map(SignedBy::from);
     let m = reader.metadata();
-    let elements_total = m.conversation_count + m.message_count + m.consent_count;
+    let elements_total =
+        m.conversation_count + m.message_count + m.consent_count + m.attachment_piece_count;
     let messages = m.message_count;
     let produce = move |tx: &BatchSink| -> Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut files = PieceJoiner::default();
         while let Some(e) = reader.next_element()? {
             batch.push(match e {
                 Element::Conversation(c) => Item::Conversation(convert::conversation_from_pb(c)?),
                 Element::Message(m) => Item::Message(convert::message_from_pb(m)?),
                 Element::Consent(c) => Item::Consent(convert::consent_from_pb(c)?),
+                Element::AttachmentPiece(p) => match files.push(p)? {
+                    Some(file) => file,
+                    None => continue,
+                },
                 Element::Unknown => Item::Skipped,
             });
             if batch.len() == BATCH {
@@ -116,6 +192,7 @@ pub(crate) fn ferry_source(
                 }
             }
         }
+        files.finish()?;
         tx.send(batch, reader.bytes_read());
         Ok(())
     };
@@ -139,6 +216,8 @@ pub(crate) trait Target {
     fn message(&mut self, m: &Message) -> Result<bool>;
     /// Applies a consent record if newer than the known one; true when applied.
     fn consent(&mut self, c: &ConsentRecord) -> Result<bool>;
+    /// Keeps an attachment file unless one with its digest is kept; true when kept.
+    fn attachment_file(&mut self, digest: &str, data: &[u8]) -> Result<bool>;
 }
 
 impl Target for ferry_store::Merge<'_> {
@@ -153,6 +232,9 @@ impl Target for ferry_store::Merge<'_> {
     }
     fn consent(&mut self, c: &ConsentRecord) -> Result<bool> {
         Ok(ferry_store::Merge::consent(self, c)?)
+    }
+    fn attachment_file(&mut self, digest: &str, data: &[u8]) -> Result<bool> {
+        Ok(ferry_store::Merge::attachment_file(self, digest, data)?)
     }
 }
 
@@ -251,6 +333,13 @@ fn consume<T: Target>(
                         report.consent_skipped += 1;
                     }
                 }
+                Item::AttachmentFile { digest, data } => {
+                    if merge.attachment_file(digest, data)? {
+                        report.attachments_imported += 1;
+                    } else {
+                        report.attachments_skipped += 1;
+                    }
+                }
                 Item::Skipped => report.unknown_skipped += 1,
             }
         }
@@ -269,4 +358,49 @@ fn consume<T: Target>(
     }
     ctl.check()?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(data: &[u8], offset: usize, len: usize, total: &[u8]) -> pb::AttachmentPiece {
+        pb::AttachmentPiece {
+            content_digest: ferry_content::remote::digest(total),
+            offset: offset as u64,
+            total_length: total.len() as u64,
+            data: data[offset..offset + len].to_vec(),
+        }
+    }
+
+    #[test]
+    fn pieces_join_into_files_only_whole_in_order_and_matching_their_digest() {
+        let file: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let mut j = PieceJoiner::default();
+        assert!(j.push(piece(&file, 0, 1000, &file)).unwrap().is_none());
+        assert!(j.push(piece(&file, 1000, 1000, &file)).unwrap().is_none());
+        assert!(j.finish().is_err(), "a file left half read");
+        match j.push(piece(&file, 2000, 1000, &file)).unwrap() {
+            Some(Item::AttachmentFile { data, .. }) => assert_eq!(data, file),
+            _ => panic!("a whole file"),
+        }
+        j.finish().unwrap();
+
+        // Out of order, not from 0, or bytes that do not hash to the digest: refused.
+        let mut j = PieceJoiner::default();
+        j.push(piece(&file, 0, 1000, &file)).unwrap();
+        assert!(j.push(piece(&file, 2000, 1000, &file)).is_err());
+        let mut j = PieceJoiner::default();
+        assert!(j.push(piece(&file, 1000, 1000, &file)).is_err());
+        let mut damaged = file.clone();
+        damaged[5] ^= 1;
+        let mut p = piece(&damaged, 0, 3000, &damaged);
+        p.content_digest = ferry_content::remote::digest(&file);
+        let mut j = PieceJoiner::default();
+        assert!(j.push(p).is_err());
+        // A second file may not start before the first ends.
+        let mut j = PieceJoiner::default();
+        j.push(piece(&file, 0, 1000, &file)).unwrap();
+        assert!(j.push(piece(&file, 0, 1000, &file)).is_err());
+    }
 }

@@ -54,15 +54,20 @@ pub enum ArchiveElement {
     Messages,
     /// Consent records.
     Consent,
+    /// The encrypted files of the remote attachments among the messages, when this
+    /// installation holds them (sent from here, fetched, or brought by an archive), so a
+    /// restore shows them even after the attachment store dropped them. Goes with `messages`.
+    Attachments,
 }
 
 impl ArchiveElement {
-    /// The element named `messages` or `consent` (as the CLI and JSON spell them); `None` for
-    /// any other word.
+    /// The element named `messages`, `consent` or `attachments` (as the CLI and JSON spell
+    /// them); `None` for any other word.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "messages" => Some(ArchiveElement::Messages),
             "consent" => Some(ArchiveElement::Consent),
+            "attachments" => Some(ArchiveElement::Attachments),
             _ => None,
         }
     }
@@ -220,6 +225,8 @@ pub struct ArchiveMetadata {
     pub message_count: Option<u64>,
     /// How many consent records it holds, when the format records it (Ferry archives do).
     pub consent_count: Option<u64>,
+    /// Remote attachments' files the archive carries (element `attachments`).
+    pub attachment_count: Option<u64>,
     /// The label given at creation ([`ArchiveOptions::label`]).
     pub label: String,
     /// The program that wrote it, e.g. `ferry 0.1.0` or `libxmtp`.
@@ -258,6 +265,12 @@ pub struct ImportReport {
     pub consent_applied: u64,
     /// Consent records older than (or as old as) the stored ones.
     pub consent_skipped: u64,
+    /// Attachment files (element `attachments`) new here, kept.
+    #[serde(default)]
+    pub attachments_imported: u64,
+    /// Attachment files already kept here.
+    #[serde(default)]
+    pub attachments_skipped: u64,
     /// Elements of kinds this version does not know, or that Ferry does not import (libxmtp
     /// sync groups and their messages).
     pub unknown_skipped: u64,
@@ -394,6 +407,11 @@ pub fn create_archive_with(
 
     let with_messages = elements.contains(&ArchiveElement::Messages);
     let with_consent = elements.contains(&ArchiveElement::Consent);
+    if elements.contains(&ArchiveElement::Attachments) && !with_messages {
+        return Err(Error::InvalidArgument(
+            "element attachments goes with messages (the files belong to messages)".into(),
+        ));
+    }
     let snap = store.snapshot()?;
     let conversations = if with_messages {
         snap.conversations(opts.start_ns, opts.end_ns)?
@@ -415,6 +433,16 @@ pub fn create_archive_with(
     } else {
         Vec::new()
     };
+    // The files to carry: those of the selected remote attachments that are held here.
+    let mut files: Vec<(String, u64)> = Vec::new();
+    if elements.contains(&ArchiveElement::Attachments) {
+        for digest in remote_attachment_digests(&snap, &conversations, opts)? {
+            if let Some(len) = snap.attachment_file_len(&digest)? {
+                files.push((digest, len));
+            }
+        }
+    }
+    let piece_count: u64 = files.iter().map(|(_, len)| pieces_of(*len)).sum();
     let metadata = pb::Metadata {
         created_at_ns: crate::now_ns(),
         start_ns: opts.start_ns,
@@ -437,8 +465,10 @@ pub fn create_archive_with(
         consent_count: consent.len() as u64,
         label: opts.label.clone(),
         producer: concat!("ferry ", env!("CARGO_PKG_VERSION")).to_string(),
+        attachment_count: files.len() as u64,
+        attachment_piece_count: piece_count,
     };
-    let total = metadata.conversation_count + message_count + metadata.consent_count;
+    let total = metadata.conversation_count + message_count + metadata.consent_count + piece_count;
     let out = BufWriter::with_capacity(1 << 20, tmp.as_file());
     let mut w = match &origin.signer {
         Some(signer) => ArchiveWriter::signed(out, key, metadata.clone(), wopts, signer.clone())?,
@@ -474,6 +504,23 @@ pub fn create_archive_with(
             |m| step(&mut w, Element::Message(convert::message_to_pb(m))),
         )?;
     }
+    for (digest, _) in &files {
+        // One file in memory at a time, written in pieces.
+        let data = snap
+            .attachment_file(digest)?
+            .ok_or_else(|| Error::InvalidArchive(format!("attachment file {digest} vanished")))?;
+        for (i, piece) in data.chunks(ATTACHMENT_PIECE).enumerate() {
+            step(
+                &mut w,
+                Element::AttachmentPiece(pb::AttachmentPiece {
+                    content_digest: digest.clone(),
+                    offset: (i * ATTACHMENT_PIECE) as u64,
+                    total_length: data.len() as u64,
+                    data: piece.to_vec(),
+                }),
+            )?;
+        }
+    }
     for c in &consent {
         step(&mut w, Element::Consent(convert::consent_to_pb(c)))?;
     }
@@ -503,6 +550,72 @@ pub fn create_archive_with(
     }
     meta.plaintext_bytes = Some(summary.plaintext_bytes);
     Ok(meta)
+}
+
+/// The largest piece of an attachment file in an archive (well under the 8 MiB frame limit).
+pub(crate) const ATTACHMENT_PIECE: usize = 1 << 20;
+
+fn pieces_of(len: u64) -> u64 {
+    len.div_ceil(ATTACHMENT_PIECE as u64).max(1)
+}
+
+/// The content digests (hex) of the remote attachments among the selected messages, each once,
+/// in message order.
+pub(crate) fn remote_attachment_digests(
+    snap: &ferry_store::Snapshot<'_>,
+    conversations: &[Conversation],
+    opts: &ArchiveOptions,
+) -> Result<Vec<String>> {
+    Ok(remote_attachments(snap, conversations, opts)?
+        .into_iter()
+        .map(|r| r.content_digest.to_ascii_lowercase())
+        .collect())
+}
+
+/// The remote attachments among the messages an archive with `opts` selects, one per digest,
+/// in message order.
+pub(crate) fn selected_remote_attachments(
+    store: &Store,
+    opts: &ArchiveOptions,
+) -> Result<Vec<ferry_content::RemoteAttachment>> {
+    let snap = store.snapshot()?;
+    let conversations = snap.conversations(opts.start_ns, opts.end_ns)?;
+    remote_attachments(&snap, &conversations, opts)
+}
+
+fn remote_attachments(
+    snap: &ferry_store::Snapshot<'_>,
+    conversations: &[Conversation],
+    opts: &ArchiveOptions,
+) -> Result<Vec<ferry_content::RemoteAttachment>> {
+    use ferry_content::ContentCodec as _;
+    let t = ferry_content::RemoteAttachmentCodec::content_type();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (content, parameters) in snap.contents_of_type(
+        conversations,
+        opts.start_ns,
+        opts.end_ns,
+        opts.exclude_disappearing_messages,
+        &t.authority,
+        &t.type_id,
+    )? {
+        let encoded = ferry_content::EncodedContent {
+            content_type: t.clone(),
+            parameters: parameters
+                .as_deref()
+                .and_then(|p| ferry_content::EncodedContent::parameters_from_bytes(p).ok())
+                .unwrap_or_default(),
+            fallback: None,
+            content,
+        };
+        if let Ok(r) = ferry_content::RemoteAttachmentCodec::decode(&encoded) {
+            if seen.insert(r.content_digest.to_ascii_lowercase()) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(unix)]
@@ -555,6 +668,7 @@ fn ferry_metadata(
         conversation_count: Some(m.conversation_count),
         message_count: Some(m.message_count),
         consent_count: Some(m.consent_count),
+        attachment_count: Some(m.attachment_count),
         label: m.label.clone(),
         producer: m.producer.clone(),
         file_bytes,
@@ -658,6 +772,8 @@ pub struct VerifyReport {
     pub messages: u64,
     /// Consent records read.
     pub consent: u64,
+    /// Pieces of attachment files (element `attachments`).
+    pub attachment_pieces: u64,
     /// Elements of kinds this version does not know (skipped by an import).
     pub unknown: u64,
 }
@@ -672,19 +788,22 @@ pub fn verify_archive(path: &Path, key: &ArchiveKey) -> Result<VerifyReport> {
     }
     let mut r = ArchiveReader::open(BufReader::new(f), key)?;
     let mut metadata = reader_metadata(&r, key, len);
-    let [conversations, messages, consent, unknown] = r.verify_rest()?;
+    let pieces_expected = r.metadata().attachment_piece_count;
+    let [conversations, messages, consent, attachment_pieces, unknown] = r.verify_rest()?;
     if r.signature_verified() {
         metadata.signature = SignatureStatus::Valid;
     }
     let counts_match = metadata.conversation_count == Some(conversations)
         && metadata.message_count == Some(messages)
-        && metadata.consent_count == Some(consent);
+        && metadata.consent_count == Some(consent)
+        && attachment_pieces == pieces_expected;
     Ok(VerifyReport {
         metadata,
         intact: counts_match,
         conversations,
         messages,
         consent,
+        attachment_pieces,
         unknown,
     })
 }

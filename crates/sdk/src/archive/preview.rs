@@ -275,6 +275,11 @@ impl Target for Probe<'_, '_> {
         Ok(new)
     }
 
+    fn attachment_file(&mut self, digest: &str, _data: &[u8]) -> Result<bool> {
+        // An archive carries each file once.
+        Ok(self.snap.attachment_file_len(digest)?.is_none())
+    }
+
     fn consent(&mut self, c: &ConsentRecord) -> Result<bool> {
         let key = (c.entity_type.as_i64(), c.entity.clone());
         let (from, newest) = match self.consent.get(&key) {

@@ -66,6 +66,7 @@ fn archive_metadata(m: &ferry_xmtp_archive::XmtpMetadata, len: u64) -> ArchiveMe
     elements.sort();
     elements.dedup();
     ArchiveMetadata {
+        attachment_count: None,
         format: ArchiveFormat::Xmtp,
         format_version: ferry_xmtp_archive::FORMAT_VERSION.to_string(),
         key_kind: "key",
@@ -106,10 +107,11 @@ pub(crate) fn verify(f: File, key: &ArchiveKey, len: u64) -> Result<VerifyReport
             Item::Conversation(_) => conversations += 1,
             Item::Message(_) => messages += 1,
             Item::Consent(_) => consent += 1,
-            Item::Skipped => unknown += 1,
+            Item::Skipped | Item::AttachmentFile { .. } => unknown += 1,
         }
     }
     Ok(VerifyReport {
+        attachment_pieces: 0,
         metadata,
         intact: true,
         conversations,

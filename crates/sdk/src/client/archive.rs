@@ -131,6 +131,12 @@ impl Client {
         options: &ArchiveOptions,
         ctl: &Control,
     ) -> Result<ArchiveMetadata> {
+        if options
+            .elements
+            .contains(&archive::ArchiveElement::Attachments)
+        {
+            self.hold_attachment_files(options).await?;
+        }
         let identity = {
             let store = self.store();
             self.mls_identity(&Provider::new(store.conn()))?
@@ -154,6 +160,26 @@ impl Client {
             archive::create_archive(&c.store(), &path, &key, &options, &origin, &ctl)
         })
         .await
+    }
+
+    /// Downloads (and keeps) the encrypted files of the remote attachments an archive with
+    /// `options` selects that this installation does not hold yet, so the archive can carry
+    /// them. A file that cannot be had (the store dropped it, the server is down) is left
+    /// out of the archive and logged; returns how many were missing. [`Client::create_archive`]
+    /// calls it when `options` name element `attachments`.
+    pub async fn hold_attachment_files(&self, options: &ArchiveOptions) -> Result<u64> {
+        let wanted = archive::selected_remote_attachments(&self.store(), options)?;
+        let mut missing = 0;
+        for remote in wanted {
+            if self.holds_attachment_file(&remote)? {
+                continue;
+            }
+            if let Err(e) = self.fetch_remote_attachment(&remote).await {
+                tracing::warn!(url = %remote.url, error = %e, "attachment file not carried");
+                missing += 1;
+            }
+        }
+        Ok(missing)
     }
 
     /// Runs long, blocking work (an archive's reading, writing, hashing; a file's upload or
