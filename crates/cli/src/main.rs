@@ -173,7 +173,11 @@ enum Command {
         /// How long a payload is kept, in seconds.
         #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().ttl.as_secs())]
         ttl_secs: u64,
-        /// Delete a payload after its first complete download.
+        /// How long a remote attachment's file (POST /attachments) is kept, in seconds.
+        #[arg(long, default_value_t = ferry_history_server::HistoryConfig::default().attachment_ttl.as_secs())]
+        attachment_ttl_secs: u64,
+        /// Delete a payload after its first complete download (history archives only:
+        /// attachments are fetched by every member).
         #[arg(long)]
         delete_after_download: bool,
         /// Uploads plus downloads per client IP address and minute (0: no limit).
@@ -301,6 +305,7 @@ fn main() {
             store,
             max_bytes,
             ttl_secs,
+            attachment_ttl_secs,
             delete_after_download,
             requests_per_minute,
             tls,
@@ -311,6 +316,7 @@ fn main() {
                 store,
                 max_bytes,
                 ttl: std::time::Duration::from_secs(ttl_secs.max(1)),
+                attachment_ttl: std::time::Duration::from_secs(attachment_ttl_secs.max(1)),
                 delete_after_download,
                 requests_per_minute,
                 tls,

@@ -68,9 +68,9 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
     assert_eq!(s["content_kind"], "remote_attachment");
     let remote_id = s["message_id"].as_str().unwrap().to_string();
     assert_eq!(
-        count_files(&t.path().join("history")),
+        count_files(&t.path().join("history").join("attachments")),
         1,
-        "one encrypted upload"
+        "one encrypted upload, in the history server's attachment class"
     );
     json(ferry(&b).args(["sync", "--json"]));
     json(ferry(&a).args(["sync", "--json"]));
@@ -175,13 +175,14 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
         key.to_str().unwrap(),
         "--json",
     ]));
-    for e in std::fs::read_dir(t.path().join("history")).unwrap() {
+    let attachments = t.path().join("history").join("attachments");
+    for e in std::fs::read_dir(&attachments).unwrap() {
         let p = e.unwrap().path();
         if p.is_file() {
             std::fs::remove_file(p).unwrap();
         }
     }
-    assert_eq!(count_files(&t.path().join("history")), 0);
+    assert_eq!(count_files(&attachments), 0);
     for (name, archive, plays) in [("r1", &with, true), ("r2", &without, false)] {
         let home = t.path().join(name);
         let report = json(ferry(&home).args([

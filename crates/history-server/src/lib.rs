@@ -16,6 +16,9 @@
 //!   `Expect: 100-continue` so a refused upload is refused before its body is sent.
 //! - `GET /files/{id}`: the archive, `200` with `application/octet-stream` and
 //!   `Content-Length`. Unknown, malformed and expired ids all get the same `404`.
+//! - `POST /attachments` and `GET /attachments/{id}`: the same for remote attachments'
+//!   encrypted files, a class of their own: kept for [`HistoryConfig::attachment_ttl`]
+//!   (30 days by default) and never removed after a download.
 //! - `GET /health`: `200` `ok`.
 //!
 //! There is no way to list payloads. Ids are 128 bits from the OS random number generator,
@@ -88,6 +91,10 @@ pub use storage::{
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default for [`HistoryConfig::ttl`]: 24 hours.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default for [`HistoryConfig::attachment_ttl`]: 30 days.
+pub const DEFAULT_ATTACHMENT_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// The sub-folder (or sub-prefix) of the storage where attachments live.
+pub const ATTACHMENTS_CLASS: &str = "attachments";
 /// Default for [`HistoryConfig::requests_per_minute`].
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 120;
 /// Default for [`HistoryConfig::idle_timeout`].
@@ -194,6 +201,10 @@ pub struct HistoryConfig {
     pub max_bytes: u64,
     /// How long a payload is kept after its upload completed.
     pub ttl: Duration,
+    /// How long a remote attachment's file (`POST /attachments`) is kept: a class of its
+    /// own, longer-lived than history archives and never removed after a download (every
+    /// member of a conversation fetches it). Kept beside the archives, in `attachments/`.
+    pub attachment_ttl: Duration,
     /// Remove a payload once it has been downloaded completely.
     pub delete_after_download: bool,
     /// Uploads plus downloads per client IP address and minute (burst of the same size);
@@ -215,6 +226,7 @@ impl Default for HistoryConfig {
             store: None,
             max_bytes: DEFAULT_MAX_BYTES,
             ttl: DEFAULT_TTL,
+            attachment_ttl: DEFAULT_ATTACHMENT_TTL,
             delete_after_download: false,
             requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -231,7 +243,7 @@ impl HistoryConfig {
                 "max_bytes must be at least 1".into(),
             ));
         }
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || self.attachment_ttl.is_zero() {
             return Err(HistoryServerError::InvalidConfig(
                 "ttl must be positive".into(),
             ));
@@ -246,6 +258,7 @@ impl HistoryConfig {
 
     fn sweep_interval(&self) -> Duration {
         self.ttl
+            .min(self.attachment_ttl)
             .min(MAX_SWEEP_INTERVAL)
             .max(Duration::from_millis(50))
     }
@@ -285,7 +298,15 @@ async fn serve_with(
     acceptor: Option<ferry_tls::tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), HistoryServerError> {
-    let app = Arc::new(server::App::new(config, Arc::clone(&storage)));
+    let attachments =
+        storage
+            .class(ATTACHMENTS_CLASS)
+            .await
+            .map_err(|source| HistoryServerError::Storage {
+                dir: PathBuf::from(ATTACHMENTS_CLASS),
+                source,
+            })?;
+    let app = Arc::new(server::App::new(config, Arc::clone(&storage), attachments));
     sweep(&app).await;
     let sweeper = {
         let app = Arc::clone(&app);
@@ -369,13 +390,18 @@ async fn serve_with(
 
 async fn sweep(app: &server::App) {
     app.limiter.prune();
-    let Some(cutoff) = SystemTime::now().checked_sub(app.ttl) else {
-        return;
-    };
-    match app.storage.sweep(cutoff).await {
-        Ok(0) => {}
-        Ok(removed) => tracing::debug!(removed, "swept expired payloads"),
-        Err(e) => tracing::warn!(error = %e, "sweeping expired payloads failed"),
+    for (what, class) in [
+        ("archives", &app.archives),
+        ("attachments", &app.attachments),
+    ] {
+        let Some(cutoff) = SystemTime::now().checked_sub(class.ttl) else {
+            continue;
+        };
+        match class.storage.sweep(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, what, "swept expired payloads"),
+            Err(e) => tracing::warn!(error = %e, what, "sweeping expired payloads failed"),
+        }
     }
 }
 

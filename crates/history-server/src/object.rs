@@ -350,6 +350,19 @@ impl PayloadStorage for ObjectStorage {
             Ok(removed)
         })
     }
+
+    fn class(&self, name: &str) -> StorageFuture<'_, Arc<dyn PayloadStorage>> {
+        let prefix = match self.inner.prefix.as_ref() {
+            "" => name.to_string(),
+            p => format!("{p}/{name}"),
+        };
+        let describe = format!("{}/{name}", self.inner.describe.trim_end_matches('/'));
+        let store = Arc::clone(&self.inner.store);
+        Box::pin(async move {
+            let storage = ObjectStorage::new(store, &prefix, describe).map_err(io::Error::other)?;
+            Ok(Arc::new(storage) as Arc<dyn PayloadStorage>)
+        })
+    }
 }
 
 /// An upload in progress: in memory up to [`PART_BYTES`], then a multipart upload.

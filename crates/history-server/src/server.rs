@@ -46,26 +46,62 @@ pub const EXPIRES_HEADER: &str = "x-ferry-expires-at-ns";
 
 /// What the handlers share.
 pub(crate) struct App {
-    pub storage: Arc<dyn PayloadStorage>,
+    /// History archives: `POST /upload`, `GET /files/{id}`.
+    pub archives: Class,
+    /// Remote attachments' files: `POST /attachments`, `GET /attachments/{id}`.
+    pub attachments: Class,
     pub max_bytes: u64,
-    pub ttl: Duration,
-    pub delete_after_download: bool,
     pub idle_timeout: Duration,
     pub limiter: RateLimiter,
 }
 
+/// One class of payloads: where they are kept, how long, and whether one download ends them.
+pub(crate) struct Class {
+    pub storage: Arc<dyn PayloadStorage>,
+    pub ttl: Duration,
+    pub delete_after_download: bool,
+}
+
+/// Which class a request is for.
+#[derive(Clone, Copy)]
+enum Which {
+    Archives,
+    Attachments,
+}
+
 impl App {
-    pub(crate) fn new(config: &HistoryConfig, storage: Arc<dyn PayloadStorage>) -> App {
+    pub(crate) fn new(
+        config: &HistoryConfig,
+        storage: Arc<dyn PayloadStorage>,
+        attachments: Arc<dyn PayloadStorage>,
+    ) -> App {
         App {
-            storage,
+            archives: Class {
+                storage,
+                ttl: config.ttl,
+                delete_after_download: config.delete_after_download,
+            },
+            attachments: Class {
+                storage: attachments,
+                ttl: config.attachment_ttl,
+                // Every member of a conversation downloads an attachment.
+                delete_after_download: false,
+            },
             max_bytes: config.max_bytes,
-            ttl: config.ttl,
-            delete_after_download: config.delete_after_download,
             idle_timeout: config.idle_timeout,
             limiter: RateLimiter::new(config.requests_per_minute),
         }
     }
 
+    fn class(&self, which: Which) -> &Class {
+        match which {
+            Which::Archives => &self.archives,
+            Which::Attachments => &self.attachments,
+        }
+    }
+}
+
+impl Class {
     fn expired(&self, stored_at: SystemTime, now: SystemTime) -> bool {
         match stored_at.checked_add(self.ttl) {
             Some(expires) => expires <= now,
@@ -79,12 +115,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         // `GET /` is the health check XMTP's clients use; `/health` is Ferry's.
         .route("/", get(health))
         .route("/health", get(health))
-        .route("/upload", post(upload))
-        .route("/files/{id}", get(download))
+        .route("/upload", post(upload_archive))
+        .route("/files/{id}", get(download_archive))
+        .route("/attachments", post(upload_attachment))
+        .route("/attachments/{id}", get(download_attachment))
         // Clients that join a base URL ending in `/` with `/upload` (libxmtp does) ask for
         // `//upload` and then `//files/{id}`.
-        .route("//upload", post(upload))
-        .route("//files/{id}", get(download))
+        .route("//upload", post(upload_archive))
+        .route("//files/{id}", get(download_archive))
         .fallback(not_found_handler)
         .layer(axum::middleware::from_fn(cors))
         .with_state(app)
@@ -166,12 +204,50 @@ fn unix_ns(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-async fn upload(
+async fn upload_archive(
     State(app): State<Arc<App>>,
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    upload(app, Which::Archives, peer, headers, body).await
+}
+
+async fn upload_attachment(
+    State(app): State<Arc<App>>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    upload(app, Which::Attachments, peer, headers, body).await
+}
+
+async fn download_archive(
+    State(app): State<Arc<App>>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    headers: HeaderMap,
+    raw_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    download(app, Which::Archives, peer, headers, raw_id).await
+}
+
+async fn download_attachment(
+    State(app): State<Arc<App>>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    headers: HeaderMap,
+    raw_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    download(app, Which::Attachments, peer, headers, raw_id).await
+}
+
+async fn upload(
+    app: Arc<App>,
+    which: Which,
+    peer: std::net::SocketAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let class = app.class(which);
     if let Err(wait) = app.limiter.check(peer.ip()) {
         return too_many(wait);
     }
@@ -191,7 +267,7 @@ async fn upload(
         Ok(id) => id,
         Err(e) => return internal("cannot draw a random id", e),
     };
-    let mut sink = match app.storage.create(id).await {
+    let mut sink = match class.storage.create(id).await {
         Ok(sink) => sink,
         Err(e) => return internal("cannot start an upload", e),
     };
@@ -226,7 +302,7 @@ async fn upload(
         Ok(t) => t,
         Err(e) => return internal("cannot store an upload", e),
     };
-    let expires_at = stored_at.checked_add(app.ttl).unwrap_or(stored_at);
+    let expires_at = stored_at.checked_add(class.ttl).unwrap_or(stored_at);
     tracing::debug!(%peer, %id, bytes = total, "stored");
     // The body is the id alone, as XMTP's history server answers; the rest in headers.
     let mut response = (StatusCode::CREATED, id.to_string()).into_response();
@@ -286,11 +362,13 @@ fn byte_range(value: &HeaderValue, len: u64) -> Option<Result<(u64, u64), ()>> {
 }
 
 async fn download(
-    State(app): State<Arc<App>>,
-    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    app: Arc<App>,
+    which: Which,
+    peer: std::net::SocketAddr,
     headers: HeaderMap,
     raw_id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let class = app.class(which);
     if let Err(wait) = app.limiter.check(peer.ip()) {
         return too_many(wait);
     }
@@ -298,14 +376,14 @@ async fn download(
     let Some(id) = raw_id.ok().and_then(|Path(raw)| PayloadId::parse(&raw)) else {
         return not_found();
     };
-    let payload = match app.storage.open(id).await {
+    let payload = match class.storage.open(id).await {
         Ok(Some(payload)) => payload,
         Ok(None) => return not_found(),
         Err(e) => return internal("cannot open a payload", e),
     };
-    if app.expired(payload.stored_at, SystemTime::now()) {
+    if class.expired(payload.stored_at, SystemTime::now()) {
         drop(payload);
-        if let Err(e) = app.storage.remove(id).await {
+        if let Err(e) = class.storage.remove(id).await {
             tracing::warn!(%id, error = %e, "cannot remove an expired payload");
         }
         return not_found();
@@ -335,15 +413,15 @@ async fn download(
     let mut payload = payload;
     if first > 0 {
         drop(payload);
-        payload = match app.storage.open_at(id, first).await {
+        payload = match class.storage.open_at(id, first).await {
             Ok(Some(p)) if p.len == len && p.version == version => p,
             Ok(_) => return not_found(),
             Err(e) => return internal("cannot open a payload", e),
         };
     }
     // With delete-after-download, only a body that reaches the payload's end completes it.
-    let on_complete =
-        (app.delete_after_download && first + count == len).then(|| (Arc::clone(&app.storage), id));
+    let on_complete = (class.delete_after_download && first + count == len)
+        .then(|| (Arc::clone(&class.storage), id));
     let body = DownloadStream {
         inner: ReaderStream::with_capacity(payload.reader.take(count), 64 * 1024),
         remaining: count,

@@ -159,6 +159,10 @@ pub trait PayloadStorage: Send + Sync + 'static {
     /// Removes every payload stored before `cutoff` and the leftovers of uploads that are no
     /// longer in progress (e.g. from a crashed process); returns how many entries it removed.
     fn sweep(&self, cutoff: SystemTime) -> StorageFuture<'_, usize>;
+
+    /// A storage of the same kind for another class of payloads, named `name`: a sub-folder
+    /// or sub-prefix (whose payloads this one never lists, serves or sweeps).
+    fn class(&self, name: &str) -> StorageFuture<'_, Arc<dyn PayloadStorage>>;
 }
 
 /// Prefix of the names of uploads in progress; never a valid id, so never served.
@@ -300,6 +304,16 @@ impl PayloadStorage for FolderStorage {
             tokio::task::spawn_blocking(move || sweep_dir(&dir, Some(cutoff), &active))
                 .await
                 .map_err(io::Error::other)?
+        })
+    }
+
+    fn class(&self, name: &str) -> StorageFuture<'_, Arc<dyn PayloadStorage>> {
+        let dir = self.dir.join(name);
+        Box::pin(async move {
+            let storage = tokio::task::spawn_blocking(move || FolderStorage::open(&dir))
+                .await
+                .map_err(io::Error::other)??;
+            Ok(Arc::new(storage) as Arc<dyn PayloadStorage>)
         })
     }
 }

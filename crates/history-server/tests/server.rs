@@ -25,6 +25,7 @@ on_both_stores!(
     random_ids_never_hit,
     expired_files_are_not_served_and_are_swept,
     delete_after_download,
+    attachments_are_a_class_of_their_own,
     parallel_uploads_and_downloads_stay_intact,
     slow_uploads_are_cut_off,
     many_slow_uploads_at_once_do_not_exhaust_the_server,
@@ -311,6 +312,54 @@ fn delete_after_download(backend: Backend) {
         f.stored()
     );
     assert!(matches!(f.download(&url), Err(HistoryError::NotFound)));
+}
+
+/// Remote attachments' files (`POST /attachments`) outlive history archives, survive their
+/// downloads (every member fetches one) and are never served as archives.
+fn attachments_are_a_class_of_their_own(backend: Backend) {
+    let f = Fixture::on(backend, |c| {
+        c.ttl = Duration::from_secs(1);
+        c.delete_after_download = true;
+    });
+    let data = pseudo_random(200_000, 9);
+    let path = f.file("photo.enc", &data);
+    let url = f.client.upload_attachment(&path).unwrap();
+    assert!(url.contains("/attachments/"), "{url}");
+    let archive = f.upload(b"history");
+    let uploaded = Instant::now();
+    // Downloaded by three members: still there.
+    for _ in 0..3 {
+        assert_eq!(sha256(&f.download(&url).unwrap()), sha256(&data));
+    }
+    // Not under the archives' route, and not among the archives' payloads.
+    let id = url.rsplit('/').next().unwrap();
+    let as_archive = format!("{}/files/{id}", f.server.url());
+    assert!(matches!(
+        f.download(&as_archive),
+        Err(HistoryError::NotFound)
+    ));
+    assert!(!f.stored().iter().any(|n| n == id), "{:?}", f.stored());
+    // Past the archives' time to live the archive is swept; the attachment stays.
+    while uploaded.elapsed() < Duration::from_millis(1100) + f.store.time_resolution() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(wait_for(Duration::from_secs(4), || f.stored().is_empty()));
+    assert!(matches!(f.download(&archive), Err(HistoryError::NotFound)));
+    assert_eq!(sha256(&f.download(&url).unwrap()), sha256(&data));
+}
+
+/// The attachment class has a time to live of its own.
+#[test]
+fn attachments_expire_after_their_own_time_to_live() {
+    let f = Fixture::new(|c| c.attachment_ttl = Duration::from_secs(1));
+    let url = f
+        .client
+        .upload_attachment(&f.file("a.enc", b"attachment"))
+        .unwrap();
+    let archive = f.upload(b"history");
+    std::thread::sleep(Duration::from_millis(1100) + f.store.time_resolution());
+    assert!(matches!(f.download(&url), Err(HistoryError::NotFound)));
+    assert_eq!(f.download(&archive).unwrap(), b"history");
 }
 
 fn parallel_uploads_and_downloads_stay_intact(backend: Backend) {

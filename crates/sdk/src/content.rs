@@ -128,8 +128,9 @@ pub trait AttachmentStore: Send + Sync {
     fn download(&self, url: &str, dest: &Path) -> Result<u64>;
 }
 
-/// An [`AttachmentStore`] on a history server's HTTP protocol (`POST /upload`, `GET
-/// /files/{id}`): uploads go to this installation's server, downloads come from whichever
+/// An [`AttachmentStore`] on a history server's HTTP protocol for attachments (`POST
+/// /attachments`, `GET /attachments/{id}`: kept 30 days by default, never removed after a
+/// download): uploads go to this installation's server, downloads come from whichever
 /// server the sender's URL names.
 pub struct HttpAttachmentStore {
     uploads: Option<HistoryClient>,
@@ -152,7 +153,7 @@ impl HttpAttachmentStore {
 impl AttachmentStore for HttpAttachmentStore {
     fn upload(&self, path: &Path) -> Result<String> {
         match &self.uploads {
-            Some(c) => Ok(c.upload_file(path)?),
+            Some(c) => Ok(c.upload_attachment(path)?),
             None => Err(Error::InvalidArgument(
                 "this attachment store only downloads (no history server to upload to)".into(),
             )),
@@ -162,10 +163,96 @@ impl AttachmentStore for HttpAttachmentStore {
     fn download(&self, url: &str, dest: &Path) -> Result<u64> {
         remote::check_url(url)?;
         let base = url
-            .rsplit_once("/files/")
+            .rsplit_once("/attachments/")
+            .or_else(|| url.rsplit_once("/files/"))
             .map(|(base, _)| base)
             .ok_or_else(|| Error::InvalidArgument(format!("not a file URL: {url}")))?;
         Ok(HistoryClient::new(base)?.download_to(url, dest)?)
+    }
+}
+
+/// An [`AttachmentStore`] in object storage (S3 or any S3-compatible service, through
+/// `object_store`): each upload is an object named by 128 random bits under a prefix, and the
+/// URL the message carries is `{public_base_url}/{name}`, where recipients fetch it (a public
+/// bucket or a CDN in front of it: the file is encrypted, its key travels only in the
+/// message). Downloads of this store's own URLs go through `object_store` with the store's
+/// credentials; uploads and downloads stream between the file and the bucket (large files in
+/// parts), in constant memory.
+pub struct ObjectAttachmentStore {
+    objects: crate::backup_manager::ObjectStoreDestination,
+    public_base_url: String,
+}
+
+impl ObjectAttachmentStore {
+    /// Objects of `objects` (a store and prefix), reachable at `public_base_url`.
+    pub fn new(
+        objects: crate::backup_manager::ObjectStoreDestination,
+        public_base_url: &str,
+    ) -> Result<ObjectAttachmentStore> {
+        remote::check_url(&format!("{}/x", public_base_url.trim_end_matches('/')))?;
+        Ok(ObjectAttachmentStore {
+            objects,
+            public_base_url: public_base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// S3-compatible storage at `s3://bucket/prefix` (credentials, region and endpoint from
+    /// the `AWS_*` environment, as for backups), reachable at `public_base_url`.
+    #[cfg(feature = "s3")]
+    pub fn s3(url: &str, public_base_url: &str) -> Result<ObjectAttachmentStore> {
+        let objects = crate::backup_manager::ObjectStoreDestination::s3(url).map_err(|e| {
+            Error::AttachmentStore {
+                op: "open",
+                name: url.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Self::new(objects, public_base_url)
+    }
+
+    fn store_error(op: &'static str, name: &str) -> impl Fn(crate::backup_manager::Error) -> Error {
+        let name = name.to_string();
+        move |e| Error::AttachmentStore {
+            op,
+            name: name.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl AttachmentStore for ObjectAttachmentStore {
+    fn upload(&self, path: &Path) -> Result<String> {
+        use crate::backup_manager::Destination as _;
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let name = hex::encode(id);
+        self.objects
+            .put(&name, path)
+            .map_err(Self::store_error("upload", &name))?;
+        Ok(format!("{}/{name}", self.public_base_url))
+    }
+
+    fn download(&self, url: &str, dest: &Path) -> Result<u64> {
+        use crate::backup_manager::Destination as _;
+        let name = url
+            .strip_prefix(&self.public_base_url)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|n| !n.contains('/'))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{url} is not in this attachment store ({})",
+                    self.public_base_url
+                ))
+            })?;
+        self.objects
+            .get(name, dest)
+            .map_err(Self::store_error("download", url))?;
+        std::fs::metadata(dest)
+            .map(|m| m.len())
+            .map_err(|e| Error::Io {
+                path: dest.to_path_buf(),
+                source: e,
+            })
     }
 }
 

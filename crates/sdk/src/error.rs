@@ -123,6 +123,17 @@ pub enum Error {
         /// Who signed the archive (an installation in hex, or `unsigned`).
         found: String,
     },
+    /// An attachment store in object storage failed (`op` on `name`: the store's message
+    /// says why). Worth retrying: the service may be back.
+    #[error("attachment store: cannot {op} {name}: {message}")]
+    AttachmentStore {
+        /// What was tried: `upload`, `download`.
+        op: &'static str,
+        /// The object's URL or name.
+        name: String,
+        /// What the store said.
+        message: String,
+    },
     /// Content that does not encode or decode, an attachment over the inline limit, or a
     /// remote attachment whose download does not match its digest or key.
     #[error("{0}")]
@@ -163,6 +174,7 @@ impl Error {
             Error::History(e) => e.is_retryable(),
             Error::Tls(e) => e.is_retryable(),
             Error::Io { source, .. } => io_retryable(source),
+            Error::AttachmentStore { .. } => true,
             Error::CommitRetriesExhausted | Error::NoSuchArchive(_) | Error::IdentityMiss(_) => {
                 true
             }
@@ -241,6 +253,7 @@ impl Error {
                 _ => "NODE_REJECTED",
             },
             Error::CommitRetriesExhausted => "CONFLICT",
+            Error::AttachmentStore { .. } => "ATTACHMENT_STORE_ERROR",
             Error::Store(_) | Error::MissingSignatureKey => "STORAGE_ERROR",
             Error::Mls(_) => "MLS_ERROR",
             Error::Identity { .. } | Error::IdentityMiss(_) => "IDENTITY_ERROR",

@@ -291,29 +291,48 @@ impl HistoryClient {
             return Err(HistoryError::ForeignHost(url.to_string()));
         }
         // `{base}//files/{id}` too: clients that join a base URL ending in `/` make those.
-        let id = parsed
+        // Attachments (`{base}/attachments/{id}`) are the server's longer-lived class.
+        let rest = parsed
             .rest
             .strip_prefix(self.base_path.as_str())
             .and_then(|p| p.strip_prefix('/'))
             .map(|p| p.trim_start_matches('/'))
-            .and_then(|p| p.strip_prefix("files/"))
+            .ok_or_else(|| invalid(url, "not a history file url"))?;
+        let (class, id) = ["files", "attachments"]
+            .iter()
+            .find_map(|c| {
+                rest.strip_prefix(c)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .map(|id| (*c, id))
+            })
             .ok_or_else(|| invalid(url, "not a history file url"))?;
         if !is_id(id) {
             return Err(invalid(url, "not a history file id"));
         }
-        Ok(format!("{}/files/{id}", self.base_url))
+        Ok(format!("{}/{class}/{id}", self.base_url))
     }
 
     /// Uploads the file at `path`, streaming it; returns its download URL
     /// (`{base}/files/{id}`).
     pub fn upload_file(&self, path: &Path) -> Result<String, HistoryError> {
+        self.upload_as(path, "upload", "files")
+    }
+
+    /// Uploads a remote attachment's encrypted file to the server's attachment class (kept
+    /// longer than history archives, and never removed after a download: every member of
+    /// a conversation fetches it); returns its download URL (`{base}/attachments/{id}`).
+    pub fn upload_attachment(&self, path: &Path) -> Result<String, HistoryError> {
+        self.upload_as(path, "attachments", "attachments")
+    }
+
+    fn upload_as(&self, path: &Path, route: &str, class: &str) -> Result<String, HistoryError> {
         let io_err = |source| HistoryError::Io {
             path: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
-        let upload_url = format!("{}/upload", self.base_url);
+        let upload_url = format!("{}/{route}", self.base_url);
         let response = self
             .agent
             .post(&upload_url)
@@ -354,7 +373,7 @@ impl HistoryClient {
             id,
             bytes: stored.unwrap_or(len),
         };
-        Ok(format!("{}/files/{}", self.base_url, reply.id))
+        Ok(format!("{}/{class}/{}", self.base_url, reply.id))
     }
 
     /// Downloads `url` (see [`check_download_url`](Self::check_download_url)) to `dest`,
@@ -656,6 +675,12 @@ mod tests {
         let c = HistoryClient::new("http://127.0.0.1:8080").unwrap();
         c.check_download_url(&format!("http://127.0.0.1:8080/files/{ID}"))
             .unwrap();
+        // The attachment class's files too, under their own route.
+        assert_eq!(
+            c.canonical_download_url(&format!("http://127.0.0.1:8080//attachments/{ID}"))
+                .unwrap(),
+            format!("http://127.0.0.1:8080/attachments/{ID}")
+        );
         for foreign in [
             format!("http://127.0.0.2:8080/files/{ID}"),
             format!("http://127.0.0.1:8081/files/{ID}"),
@@ -676,6 +701,8 @@ mod tests {
             format!("http://127.0.0.1:8080/files/{ID}/x"),
             format!("http://127.0.0.1:8080/files/{ID}?x=1"),
             format!("http://127.0.0.1:8080/upload/{ID}"),
+            format!("http://127.0.0.1:8080/attachments/{ID}/x"),
+            format!("http://127.0.0.1:8080/attachmentsx/{ID}"),
             "http://127.0.0.1:8080/files/".to_string(),
             "http://127.0.0.1:8080/files/../../etc/passwd".to_string(),
             "http://127.0.0.1:8080/files/%2e%2e%2f".to_string(),

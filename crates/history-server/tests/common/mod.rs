@@ -122,9 +122,11 @@ impl Bucket {
     /// The names of the objects directly under the prefix, sorted.
     pub fn names(&self) -> Vec<String> {
         let prefix = format!("{}/", self.prefix);
+        // Directly under the prefix: not the attachment class's `attachments/...`.
         self.keys()
             .into_iter()
             .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .filter(|name| !name.contains('/'))
             .collect()
     }
 
@@ -342,10 +344,13 @@ impl Fixture {
     }
 }
 
+/// The files in a folder (not its sub-folders, such as the attachments class's).
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .map(|e| e.unwrap())
+        .filter(|e| !e.path().is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
         .collect();
     names.sort();
     names
