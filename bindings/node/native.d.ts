@@ -85,6 +85,17 @@ export declare class Conversation {
    * archive until a member's installation re-adds this one).
    */
   isActive(): boolean
+  /**
+   * Turns on disappearing messages for every member: messages sent at or after `fromNs`
+   * are deleted on every installation `inNs` after they were sent (XMTP's names).
+   */
+  updateMessageDisappearingSettings(fromNs: bigint, inNs: bigint): Promise<void>
+  /** Turns disappearing messages off for every member. */
+  removeMessageDisappearingSettings(): Promise<void>
+  /** The disappearing-messages setting, or null when off. */
+  messageDisappearingSettings(): MessageDisappearingSettings | null
+  /** Whether messages sent here now disappear. */
+  isMessageDisappearingEnabled(): boolean
   /** Sends a text; resolves with the message id. */
   sendText(text: string): Promise<string>
   /** Sends encoded content; resolves with the message id. */
@@ -290,6 +301,8 @@ export declare function createClient(accountKey: Buffer | undefined | null, opti
 export interface CreateGroupOptions {
   name?: string
   description?: string
+  /** Disappearing messages from the start. */
+  messageDisappearingSettings?: MessageDisappearingSettings
 }
 
 /** Content to send: its type, the encoded bytes and a text to show where the type is unknown. */
@@ -367,6 +380,14 @@ export interface Message {
   referenceId?: string
   /** `unpublished`, `published` or `failed`. */
   deliveryStatus: string
+  /** When the message disappears (disappearing messages), or null. */
+  expiresAtNs?: bigint
+}
+
+/** A conversation's disappearing messages (XMTP's shape). */
+export interface MessageDisappearingSettings {
+  fromNs: bigint
+  inNs: bigint
 }
 
 /** Nanoseconds since the Unix epoch, now (for archive ranges). */

@@ -26,6 +26,8 @@ fn inboxes(ids: &[String]) -> napi::Result<Vec<InboxId>> {
 pub struct CreateGroupOptions {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Disappearing messages from the start.
+    pub message_disappearing_settings: Option<MessageDisappearingSettings>,
 }
 
 /// Which conversations `list` returns.
@@ -70,7 +72,13 @@ impl Conversations {
     ) -> napi::Result<Conversation> {
         let members = inboxes(&inbox_ids)?;
         let o = GroupOptions {
-            message_disappearing_settings: None,
+            message_disappearing_settings: options
+                .as_ref()
+                .and_then(|o| o.message_disappearing_settings.as_ref())
+                .map(|d| ferry_sdk::DisappearingSettings {
+                    from_ns: d.from_ns.get_i64().0,
+                    in_ns: d.in_ns.get_i64().0,
+                }),
             name: options
                 .as_ref()
                 .and_then(|o| o.name.clone())
@@ -248,6 +256,50 @@ impl Conversation {
     #[napi]
     pub fn is_active(&self) -> napi::Result<bool> {
         self.inner.is_active().js()
+    }
+
+    /// Turns on disappearing messages for every member: messages sent at or after `fromNs`
+    /// are deleted on every installation `inNs` after they were sent (XMTP's names).
+    #[napi]
+    pub async fn update_message_disappearing_settings(
+        &self,
+        from_ns: BigInt,
+        in_ns: BigInt,
+    ) -> napi::Result<()> {
+        self.inner
+            .update_message_disappearing_settings(ferry_sdk::DisappearingSettings {
+                from_ns: from_ns.get_i64().0,
+                in_ns: in_ns.get_i64().0,
+            })
+            .await
+            .js()
+    }
+
+    /// Turns disappearing messages off for every member.
+    #[napi]
+    pub async fn remove_message_disappearing_settings(&self) -> napi::Result<()> {
+        self.inner.remove_message_disappearing_settings().await.js()
+    }
+
+    /// The disappearing-messages setting, or null when off.
+    #[napi]
+    pub fn message_disappearing_settings(
+        &self,
+    ) -> napi::Result<Option<MessageDisappearingSettings>> {
+        Ok(self
+            .inner
+            .message_disappearing_settings()
+            .js()?
+            .map(|d| MessageDisappearingSettings {
+                from_ns: BigInt::from(d.from_ns),
+                in_ns: BigInt::from(d.in_ns),
+            }))
+    }
+
+    /// Whether messages sent here now disappear.
+    #[napi]
+    pub fn is_message_disappearing_enabled(&self) -> napi::Result<bool> {
+        self.inner.is_message_disappearing_enabled().js()
     }
 
     /// Sends a text; resolves with the message id.

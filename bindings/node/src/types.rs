@@ -30,6 +30,13 @@ pub struct EncodedContent {
     pub parameters: Option<Buffer>,
 }
 
+/// A conversation's disappearing messages (XMTP's shape).
+#[napi(object)]
+pub struct MessageDisappearingSettings {
+    pub from_ns: BigInt,
+    pub in_ns: BigInt,
+}
+
 /// A stored message.
 #[napi(object)]
 pub struct Message {
@@ -48,6 +55,8 @@ pub struct Message {
     pub reference_id: Option<String>,
     /// `unpublished`, `published` or `failed`.
     pub delivery_status: String,
+    /// When the message disappears (disappearing messages), or null.
+    pub expires_at_ns: Option<BigInt>,
 }
 
 pub(crate) fn message_to_js(m: &ferry_sdk::store::Message) -> Message {
@@ -69,6 +78,7 @@ pub(crate) fn message_to_js(m: &ferry_sdk::store::Message) -> Message {
         fallback: m.fallback.clone(),
         reference_id: m.reference_id.as_ref().map(hex::encode),
         delivery_status: m.delivery_status.as_str().to_string(),
+        expires_at_ns: m.expire_at_ns.map(BigInt::from),
     }
 }
 

@@ -179,6 +179,52 @@ test("a group of three: create, add, remove; members and names agree", async () 
   await Promise.all([alice, bob, carol].map((c) => c.close()));
 });
 
+test("disappearing messages: the setting reaches the peer and messages vanish on both", async () => {
+  const [alice, bob] = await Promise.all(
+    ["alice-d", "bob-d"].map((n) =>
+      Client.create(null, { nodeUrl: net.nodeUrl, dbPath: net.dbPath(n) }),
+    ),
+  );
+  const dm = await alice.conversations.createDm(bob.inboxId);
+  await dm.sendText("kept");
+  assert.equal(dm.isMessageDisappearingEnabled(), false);
+  assert.equal(dm.messageDisappearingSettings(), undefined);
+  const fromNs = BigInt(Date.now()) * 1_000_000n;
+  const inNs = 2_000_000_000n;
+  await dm.updateMessageDisappearingSettings(fromNs, inNs);
+  assert.deepEqual(dm.messageDisappearingSettings(), { fromNs, inNs });
+  // A duration that is not positive is refused with a stable code.
+  await assert.rejects(dm.updateMessageDisappearingSettings(fromNs, 0n), {
+    code: "INVALID_ARGUMENT",
+  });
+
+  const bobDm = await eventually(async () => {
+    await bob.conversations.syncAll();
+    const c = await bob.conversations.getConversationById(dm.id);
+    return c && c.isMessageDisappearingEnabled() ? c : undefined;
+  }, "the setting at bob");
+  assert.deepEqual(bobDm.messageDisappearingSettings(), { fromNs, inNs });
+  await bobDm.sendText("gone soon");
+  const vanishing = await eventually(async () => {
+    await dm.sync();
+    return (await dm.messages()).find((m) => m.content === "gone soon");
+  }, "bob's message at alice");
+  assert.equal(vanishing.expiresAtNs, vanishing.sentAtNs + inNs);
+  const kept = (await dm.messages()).find((m) => m.content === "kept");
+  assert.equal(kept.expiresAtNs, undefined);
+
+  // Each client's worker deletes it once its time has come; "kept" stays.
+  for (const c of [dm, bobDm]) {
+    await eventually(async () => {
+      const t = await texts(c);
+      return !t.includes("gone soon") && t.includes("kept");
+    }, "the expired message gone");
+  }
+  await dm.removeMessageDisappearingSettings();
+  assert.equal(dm.isMessageDisappearingEnabled(), false);
+  await Promise.all([alice, bob].map((c) => c.close()));
+});
+
 test("consent set on one installation reaches the inbox's other installation", async () => {
   const phone = await Client.create(null, { nodeUrl: net.nodeUrl, dbPath: net.dbPath("phone") });
   const bob = await Client.create(null, { nodeUrl: net.nodeUrl, dbPath: net.dbPath("bob") });

@@ -150,6 +150,15 @@ export interface DecodedMessage {
   referenceId: string | undefined;
   /** `unpublished`, `published` or `failed`. */
   deliveryStatus: string;
+  /** When the message disappears (disappearing messages), or undefined. */
+  expiresAtNs: bigint | undefined;
+}
+
+/** A conversation's disappearing messages: messages sent at or after `fromNs` are deleted on
+ * every installation `inNs` nanoseconds after they were sent. */
+export interface MessageDisappearingSettings {
+  fromNs: bigint;
+  inNs: bigint;
 }
 
 /** Which messages `messages()` returns. */
@@ -171,6 +180,8 @@ export interface ListConversationsOptions {
 export interface CreateGroupOptions {
   name?: string;
   description?: string;
+  /** Disappearing messages from the start. */
+  messageDisappearingSettings?: MessageDisappearingSettings;
 }
 
 /** A member of a conversation. */
@@ -279,6 +290,7 @@ function toMessage(m: native.Message): DecodedMessage {
     content: m.content ?? undefined,
     fallback: m.fallback ?? undefined,
     referenceId: m.referenceId ?? undefined,
+    expiresAtNs: m.expiresAtNs ?? undefined,
   };
 }
 
@@ -358,6 +370,27 @@ export abstract class Conversation {
    * archive until a member's installation re-adds this one. */
   isActive(): boolean {
     return callSync(() => this.native.isActive());
+  }
+
+  /** Turns on disappearing messages for every member (a commit): messages sent at or after
+   * `fromNs` are deleted on every installation `inNs` after they were sent. */
+  updateMessageDisappearingSettings(fromNs: bigint, inNs: bigint): Promise<void> {
+    return call(() => this.native.updateMessageDisappearingSettings(fromNs, inNs));
+  }
+
+  /** Turns disappearing messages off for every member. */
+  removeMessageDisappearingSettings(): Promise<void> {
+    return call(() => this.native.removeMessageDisappearingSettings());
+  }
+
+  /** The disappearing-messages setting, or undefined when off. */
+  messageDisappearingSettings(): MessageDisappearingSettings | undefined {
+    return callSync(() => this.native.messageDisappearingSettings()) ?? undefined;
+  }
+
+  /** Whether messages sent here now disappear. */
+  isMessageDisappearingEnabled(): boolean {
+    return callSync(() => this.native.isMessageDisappearingEnabled());
   }
 
   /** Sends a text; resolves with the message id. */

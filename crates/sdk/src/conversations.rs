@@ -323,6 +323,32 @@ impl Conversation {
         self.handle().is_active()
     }
 
+    /// Turns on disappearing messages for every member (see
+    /// [`Group::update_message_disappearing_settings`]).
+    pub async fn update_message_disappearing_settings(
+        &self,
+        settings: crate::DisappearingSettings,
+    ) -> Result<()> {
+        self.handle()
+            .update_message_disappearing_settings(settings)
+            .await
+    }
+
+    /// Turns disappearing messages off for every member.
+    pub async fn remove_message_disappearing_settings(&self) -> Result<()> {
+        self.handle().remove_message_disappearing_settings().await
+    }
+
+    /// The disappearing-messages setting (`None`: off).
+    pub fn message_disappearing_settings(&self) -> Result<Option<crate::DisappearingSettings>> {
+        self.handle().message_disappearing_settings()
+    }
+
+    /// Whether messages sent here now disappear.
+    pub fn is_message_disappearing_enabled(&self) -> Result<bool> {
+        self.handle().is_message_disappearing_enabled()
+    }
+
     /// Sends any content; returns the message's id.
     pub async fn send(&self, content: Envelope) -> Result<MessageId> {
         Ok(self.handle().send(content).await?.into())
