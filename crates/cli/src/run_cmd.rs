@@ -104,6 +104,15 @@ fn event_line(event: ferry_sdk::Event) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Event::MessagesExpired {
+            conversation_id,
+            message_ids,
+        } => format!(
+            "{} message{} in {} disappeared (disappearing messages)",
+            message_ids.len(),
+            if message_ids.len() == 1 { "" } else { "s" },
+            hex::encode(&conversation_id)
+        ),
         _ => return None,
     })
 }
