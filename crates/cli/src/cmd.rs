@@ -75,6 +75,9 @@ pub enum DevCmd {
         consent: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Mixed content: 10 % reactions, 5 % replies, 1 % remote attachments.
+        #[arg(long)]
+        mixed: bool,
         #[arg(long)]
         json: bool,
     },
@@ -584,6 +587,7 @@ pub fn dev(home: Option<PathBuf>, c: DevCmd) -> Result<()> {
         messages,
         consent,
         seed,
+        mixed,
         json,
     } = c;
     let mut store = open_store(home)?;
@@ -605,6 +609,7 @@ pub fn dev(home: Option<PathBuf>, c: DevCmd) -> Result<()> {
             consent,
             seed,
             self_inbox_id: inbox,
+            mixed_content: mixed,
             ..Default::default()
         },
     )?;

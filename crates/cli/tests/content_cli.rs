@@ -36,15 +36,7 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     init_with_history(&a, &node, &history.url);
     let bob = init_with_history(&b, &node, &history.url);
-    let gid = json(ferry(&a).args([
-        "group",
-        "create",
-        bob["inbox_id"].as_str().unwrap(),
-        "--json",
-    ]))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gid = create_group(&a, &[bob["inbox_id"].as_str().unwrap()]);
     let hello = json(ferry(&a).args(["send", &gid, "look at this", "--json"]));
     assert_eq!(hello["content_kind"], "text");
     let hello = hello["message_id"].as_str().unwrap().to_string();
@@ -205,15 +197,7 @@ fn disappearing_messages_through_the_cli() {
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     init(&a, &node, None);
     let bob = init(&b, &node, None);
-    let gid = json(ferry(&a).args([
-        "group",
-        "create",
-        bob["inbox_id"].as_str().unwrap(),
-        "--json",
-    ]))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gid = create_group(&a, &[bob["inbox_id"].as_str().unwrap()]);
     json(ferry(&a).args(["send", &gid, "stays", "--json"]));
     // A duration the CLI cannot read is refused with one clear line.
     let err = fails(ferry(&a).args(["group", "set-disappearing", &gid, "--after", "soon"]));

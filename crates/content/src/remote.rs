@@ -7,7 +7,7 @@
 //! after the ciphertext; the digest is the lowercase hex SHA-256 of those encrypted bytes. A
 //! download is checked against the digest **before** it is decrypted.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use rand::RngCore;
@@ -102,7 +102,14 @@ pub fn seal(attachment: &Attachment) -> Result<Sealed, ContentError> {
 /// ([`ContentError::DigestMismatch`]), then decrypts ([`ContentError::Decrypt`] when the key
 /// does not open them) and decodes the attachment.
 pub fn open(remote: &RemoteAttachment, payload: &[u8]) -> Result<Attachment, ContentError> {
-    let got = digest(payload);
+    open_owned(remote, payload.to_vec())
+}
+
+/// [`open`], decrypting the payload where it lies: the file is in memory once, plus the
+/// attachment's bytes (XMTP's format is one AES-GCM message over the whole file, so it cannot
+/// be authenticated before all of it is read).
+pub fn open_owned(remote: &RemoteAttachment, payload: Vec<u8>) -> Result<Attachment, ContentError> {
+    let got = digest(&payload);
     if got != remote.content_digest.to_ascii_lowercase() {
         return Err(ContentError::DigestMismatch {
             expected: remote.content_digest.clone(),
@@ -115,12 +122,11 @@ pub fn open(remote: &RemoteAttachment, payload: &[u8]) -> Result<Attachment, Con
         ));
     }
     let key = key(&remote.secret, &remote.salt)?;
-    let plain = Zeroizing::new(
-        Aes256Gcm::new_from_slice(key.as_ref())
-            .expect("32-byte key")
-            .decrypt(Nonce::from_slice(&remote.nonce), payload)
-            .map_err(|_| ContentError::Decrypt)?,
-    );
+    let mut plain = Zeroizing::new(payload);
+    Aes256Gcm::new_from_slice(key.as_ref())
+        .expect("32-byte key")
+        .decrypt_in_place(Nonce::from_slice(&remote.nonce), b"", &mut *plain)
+        .map_err(|_| ContentError::Decrypt)?;
     AttachmentCodec::decode(&EncodedContent::from_protobuf(&plain)?)
 }
 

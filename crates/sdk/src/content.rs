@@ -262,7 +262,7 @@ pub async fn fetch_remote_attachment(
     store: std::sync::Arc<dyn AttachmentStore>,
 ) -> Result<Attachment> {
     let payload = download_payload(remote, store).await?;
-    Ok(remote::open(remote, &payload)?)
+    Ok(remote::open_owned(remote, payload)?)
 }
 
 /// Downloads a remote attachment's encrypted file and refuses it unless it matches the
@@ -328,7 +328,7 @@ impl crate::Client {
                 p
             }
         };
-        Ok(remote::open(remote, &payload)?)
+        Ok(remote::open_owned(remote, payload)?)
     }
 
     /// Whether this installation holds the encrypted file of this remote attachment.

@@ -123,16 +123,19 @@ impl Snapshot<'_> {
         exclude_expiring: bool,
     ) -> Result<u64> {
         let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
-        let mut stmt = self.tx.prepare(
+        // Without the expiry condition the count reads the (conversation, time) index alone;
+        // with it, each row too.
+        let mut stmt = self.tx.prepare(if exclude_expiring {
             "SELECT count(*) FROM messages m JOIN conversations c ON c.seq = m.conversation
              WHERE c.id = ?1 AND m.sent_at_ns >= ?2 AND m.sent_at_ns < ?3
-               AND (NOT ?4 OR m.expire_at_ns IS NULL)",
-        )?;
+               AND m.expire_at_ns IS NULL"
+        } else {
+            "SELECT count(*) FROM messages m JOIN conversations c ON c.seq = m.conversation
+             WHERE c.id = ?1 AND m.sent_at_ns >= ?2 AND m.sent_at_ns < ?3"
+        })?;
         let mut total = 0u64;
         for c in conversations {
-            total += stmt.query_row(params![c.id, s, e, exclude_expiring], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
+            total += stmt.query_row(params![c.id, s, e], |r| r.get::<_, i64>(0))? as u64;
         }
         Ok(total)
     }

@@ -135,6 +135,17 @@ pub fn texts(home: &Path, conversation: &str) -> Vec<String> {
         .collect()
 }
 
+/// `ferry group create` with these inboxes; the new group's id.
+pub fn create_group(home: &Path, inbox_ids: &[&str]) -> String {
+    let created = json(
+        ferry(home)
+            .args(["group", "create"])
+            .args(inbox_ids)
+            .arg("--json"),
+    );
+    created["id"].as_str().unwrap().to_string()
+}
+
 pub fn init(home: &Path, node: &Node, account_key: Option<&PathBuf>) -> Value {
     let mut c = ferry(home);
     c.args(["init", "--node", &node.url, "--json"]);
