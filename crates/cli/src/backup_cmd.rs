@@ -90,6 +90,9 @@ pub enum PolicyCmd {
         /// with messages), comma-separated. Default messages,consent.
         #[arg(long, value_delimiter = ',')]
         elements: Option<Vec<String>>,
+        /// Leave out messages that will disappear (disappearing messages).
+        #[arg(long)]
+        exclude_disappearing_messages: bool,
         /// IANA time zone of --hour, --weekday and --day (e.g. Europe/Berlin). Default UTC.
         #[arg(long, default_value = "UTC")]
         time_zone: String,
@@ -202,6 +205,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             retention,
             label,
             elements,
+            exclude_disappearing_messages,
             time_zone,
             dest,
             key,
@@ -222,6 +226,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
                     path: absolute(&home)?.join("backups"),
                 })),
                 key_source: Some(key_source),
+                exclude_disappearing_messages,
                 ..Policy::default()
             };
             if let Some(list) = elements {
@@ -253,6 +258,7 @@ pub fn run(home: Option<PathBuf>, c: BackupCmd) -> Result<()> {
             let key = resolve_key(&key, policy.as_ref())?;
             let destination = resolve_destination(&home, &dest, policy.as_ref())?;
             let clock = now_or(clock_ns);
+            hold_attachment_files(&home, policy.as_ref())?;
             let report = if now {
                 backup_manager::run_backup_now(&store, clock, &key, &destination)?
             } else {
@@ -465,6 +471,26 @@ fn print_list(describe: &str, list: &[ListedBackup]) {
 
 /// One check of the background scheduler (`ferry run`): makes the backup the stored policy says
 /// is due, if any, and says what it did. Nothing happens without a policy.
+/// When backups carry attachment files (element `attachments`) and this folder is a
+/// registered installation, fetches the files of attachments it does not hold yet, so the
+/// backup can carry them (a file that cannot be had is left out and logged).
+fn hold_attachment_files(home: &Path, policy: Option<&Policy>) -> Result<()> {
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    if !policy.elements.contains(&ArchiveElement::Attachments) {
+        return Ok(());
+    }
+    if let Some(client) = crate::cmd::registered_client(&Some(home.to_path_buf()))? {
+        client.hold_attachment_files(&ferry_sdk::archive::ArchiveOptions {
+            elements: policy.elements.clone(),
+            exclude_disappearing_messages: policy.exclude_disappearing_messages,
+            ..Default::default()
+        })?;
+    }
+    Ok(())
+}
+
 pub fn run_due_now(home: &Path) -> Result<Option<String>> {
     let store = ferry_sdk::store::Store::open(home.join("ferry.db"))?;
     let Some(policy) = backup_manager::policy(&store)? else {
@@ -483,6 +509,7 @@ pub fn run_due_now(home: &Path) -> Result<Option<String>> {
         },
         Some(&policy),
     )?;
+    hold_attachment_files(home, Some(&policy))?;
     let report =
         backup_manager::run_due_backups(&store, ferry_sdk::now_ns(), &key, destination.as_ref())?;
     Ok(report.made.map(|m| {

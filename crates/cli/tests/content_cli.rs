@@ -148,6 +148,37 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
     let key = t.path().join("backup.key");
     std::fs::write(&key, [5u8; 32]).unwrap();
     let (with, without) = (t.path().join("with.ferry"), t.path().join("without.ferry"));
+    // A scheduled backup (here run now) with element attachments carries the file too.
+    let backups = t.path().join("backups");
+    json(ferry(&b).args([
+        "backup",
+        "policy",
+        "set",
+        "--frequency",
+        "never",
+        "--elements",
+        "messages,consent,attachments",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--destination",
+        backups.to_str().unwrap(),
+        "--json",
+    ]));
+    json(ferry(&b).args(["backup", "run", "--now", "--json"]));
+    let backup = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "ferry"))
+        .expect("a backup file");
+    let meta = json(ferry(&b).args([
+        "archive",
+        "inspect",
+        backup.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(meta["attachment_count"], 1, "{meta}");
     let meta = json(ferry(&b).args([
         "archive",
         "create",
