@@ -170,34 +170,17 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "ferry"))
         .expect("a backup file");
-    let meta = json(ferry(&b).args([
-        "archive",
-        "inspect",
-        backup.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--json",
-    ]));
+    let meta = archive(&b, "inspect", &backup, &key, &[]);
     assert_eq!(meta["attachment_count"], 1, "{meta}");
-    let meta = json(ferry(&b).args([
-        "archive",
+    let meta = archive(
+        &b,
         "create",
-        with.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--elements",
-        "messages,consent,attachments",
-        "--json",
-    ]));
+        &with,
+        &key,
+        &["--elements", "messages,consent,attachments"],
+    );
     assert_eq!(meta["attachment_count"], 1);
-    json(ferry(&b).args([
-        "archive",
-        "create",
-        without.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--json",
-    ]));
+    archive(&b, "create", &without, &key, &[]);
     let attachments = t.path().join("history").join("attachments");
     for e in std::fs::read_dir(&attachments).unwrap() {
         let p = e.unwrap().path();
@@ -206,16 +189,9 @@ fn replies_reactions_and_files_round_trip_through_the_cli() {
         }
     }
     assert_eq!(count_files(&attachments), 0);
-    for (name, archive, plays) in [("r1", &with, true), ("r2", &without, false)] {
+    for (name, file, plays) in [("r1", &with, true), ("r2", &without, false)] {
         let home = t.path().join(name);
-        let report = json(ferry(&home).args([
-            "archive",
-            "import",
-            archive.to_str().unwrap(),
-            "--key-file",
-            key.to_str().unwrap(),
-            "--json",
-        ]));
+        let report = archive(&home, "import", file, &key, &[]);
         assert_eq!(report["attachments_imported"], u64::from(plays));
         assert_eq!(listed(&home, &gid)[6]["attachment"]["stored"], plays);
     }
@@ -254,23 +230,14 @@ fn disappearing_messages_through_the_cli() {
     let key = t.path().join("k");
     std::fs::write(&key, [7u8; 32]).unwrap();
     let out = t.path().join("x.ferry");
-    let meta = json(ferry(&a).args([
-        "archive",
+    let meta = archive(
+        &a,
         "create",
-        out.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--exclude-disappearing-messages",
-        "--json",
-    ]));
-    let with = json(ferry(&a).args([
-        "archive",
-        "create",
-        t.path().join("y.ferry").to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--json",
-    ]));
+        &out,
+        &key,
+        &["--exclude-disappearing-messages"],
+    );
+    let with = archive(&a, "create", &t.path().join("y.ferry"), &key, &[]);
     assert_eq!(
         with["message_count"].as_u64().unwrap(),
         meta["message_count"].as_u64().unwrap() + 1
@@ -286,4 +253,23 @@ fn disappearing_messages_through_the_cli() {
     }
     let off = json(ferry(&a).args(["group", "set-disappearing", &gid, "--off", "--json"]));
     assert!(off["disappearing"].is_null());
+}
+
+/// `ferry archive VERB PATH --key-file KEY [EXTRA...] --json`.
+fn archive(
+    home: &std::path::Path,
+    verb: &str,
+    path: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> Value {
+    json(
+        ferry(home)
+            .args(["archive", verb])
+            .arg(path)
+            .arg("--key-file")
+            .arg(key)
+            .args(extra)
+            .arg("--json"),
+    )
 }
