@@ -168,9 +168,10 @@ impl ElemSpec {
                 ..Default::default()
             })),
             ElemSpec::Unknown { tag, payload } => {
-                // Field numbers 6.. are not in ArchiveElement (5 is the signature of format
-                // 1.1); 19000..19999 are reserved by protobuf, so stay below them.
-                let tag = 6 + u32::from(tag) % 18000;
+                // Field numbers 7.. are not in ArchiveElement (5 is the signature of format
+                // 1.1, 6 an attachment piece); 19000..19999 are reserved by protobuf, so stay
+                // below them.
+                let tag = 7 + u32::from(tag) % 18000;
                 let mut out = Vec::new();
                 prost::encoding::encode_key(
                     tag,
